@@ -1,0 +1,166 @@
+package configs
+
+import "time"
+
+// Kind is the type of a configuration value.
+type Kind int
+
+// The kinds of values a key can hold.
+const (
+	String Kind = iota
+	Int
+	Bool
+	Duration
+	Bytes   // a size: 65536, "64KiB", "256MiB", "1GB"
+	List    // a YAML list, or a comma-separated string
+	Section // free-form properties (the kafka section's Kafka property names)
+)
+
+func (k Kind) String() string {
+	return [...]string{"string", "integer", "boolean", "duration (like 180s)", "size (like 64KiB)", "list", "section"}[k]
+}
+
+// Key describes one configuration key.
+type Key struct {
+	Name    string
+	Kind    Kind
+	Default any
+	Doc     string
+	// Allowed, when set, lists the only valid values of a String key.
+	Allowed []string
+	// Min is the smallest valid value of an Int, Bytes or Duration key.
+	Min int64
+	set func(c *Config, v any)
+}
+
+// Config is kedge's whole configuration, after loading and checking.
+type Config struct {
+	Node struct{ Name string }
+	Log  struct{ Level, Format string }
+	HTTP struct {
+		Listen          string
+		ShutdownTimeout time.Duration
+	}
+	WS struct {
+		Path             string
+		MaxMessageSize   int64
+		WriteQueueSize   int64
+		WriteTimeout     time.Duration
+		PingInterval     time.Duration
+		PongTimeout      time.Duration
+		MaxSubscriptions int
+	}
+	Cache struct {
+		Size       int
+		ExpireTime time.Duration
+		MaxMemory  int64
+	}
+	Kafka struct {
+		Topics         []string
+		TopicsRegex    string
+		Consumers      int
+		Producers      int
+		RecoverOnStart bool
+		PublishTimeout time.Duration
+		// Properties holds Kafka's own property names (bootstrap.servers,
+		// linger.ms, …) as given; the kafka package checks and maps them.
+		Properties map[string]string
+	}
+	Embedded struct {
+		Listen         string
+		DataDir        string
+		Partitions     int
+		RetentionTime  time.Duration
+		RetentionBytes int64
+	}
+}
+
+// Keys is the schema: every key kedge accepts, in the order the example file
+// documents them.
+var Keys = []Key{
+	{Name: "node.name", Kind: String, Default: "", Doc: "Name of this node in logs and metrics; empty means the host name.",
+		set: func(c *Config, v any) { c.Node.Name = v.(string) }},
+
+	{Name: "log.level", Kind: String, Default: "info", Allowed: []string{"debug", "info", "warn", "error"},
+		Doc: "Least severe log level written: debug, info, warn or error.",
+		set: func(c *Config, v any) { c.Log.Level = v.(string) }},
+	{Name: "log.format", Kind: String, Default: "text", Allowed: []string{"text", "json"},
+		Doc: "Log line format: text (key=value) or json.",
+		set: func(c *Config, v any) { c.Log.Format = v.(string) }},
+
+	{Name: "http.listen", Kind: String, Default: ":8080",
+		Doc: "Address of the HTTP listener: WebSocket, health, readiness and metrics endpoints.",
+		set: func(c *Config, v any) { c.HTTP.Listen = v.(string) }},
+	{Name: "http.shutdown.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "On SIGINT/SIGTERM, how long to wait for publishes in flight and the producer to flush.",
+		set: func(c *Config, v any) { c.HTTP.ShutdownTimeout = v.(time.Duration) }},
+
+	{Name: "ws.path", Kind: String, Default: "/v1/ws", Doc: "HTTP path of the WebSocket endpoint.",
+		set: func(c *Config, v any) { c.WS.Path = v.(string) }},
+	{Name: "ws.max.message.size", Kind: Bytes, Default: "64KiB", Min: 256,
+		Doc: "Largest frame a client may send; a larger one gets a message_too_big close.",
+		set: func(c *Config, v any) { c.WS.MaxMessageSize = v.(int64) }},
+	{Name: "ws.write.queue.size", Kind: Bytes, Default: "1MiB", Min: 1024,
+		Doc: "Bytes queued for one connection before it counts as a slow consumer (guaranteed: disconnected; standard: drops).",
+		set: func(c *Config, v any) { c.WS.WriteQueueSize = v.(int64) }},
+	{Name: "ws.write.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long one write to a client may take before the connection is closed.",
+		set: func(c *Config, v any) { c.WS.WriteTimeout = v.(time.Duration) }},
+	{Name: "ws.ping.interval", Kind: Duration, Default: "25s", Min: int64(time.Millisecond),
+		Doc: "How often the server pings an idle client.",
+		set: func(c *Config, v any) { c.WS.PingInterval = v.(time.Duration) }},
+	{Name: "ws.pong.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long after a ping the client may stay silent before it is disconnected.",
+		set: func(c *Config, v any) { c.WS.PongTimeout = v.(time.Duration) }},
+	{Name: "ws.max.subscriptions", Kind: Int, Default: 1000, Min: 1,
+		Doc: "Most subscriptions one connection may hold.",
+		set: func(c *Config, v any) { c.WS.MaxSubscriptions = v.(int) }},
+
+	{Name: "cache.size", Kind: Int, Default: 1000, Min: 1,
+		Doc: "Messages kept per subject for snapshots and recovery.",
+		set: func(c *Config, v any) { c.Cache.Size = v.(int) }},
+	{Name: "cache.expire.time", Kind: Duration, Default: "180s", Min: int64(time.Second),
+		Doc: "How long a message stays cached; also how far back recover.on.start reads.",
+		set: func(c *Config, v any) { c.Cache.ExpireTime = v.(time.Duration) }},
+	{Name: "cache.max.memory", Kind: Bytes, Default: "256MiB", Min: 64 << 10,
+		Doc: "Bound on the memory all cached messages hold together; the oldest go first.",
+		set: func(c *Config, v any) { c.Cache.MaxMemory = v.(int64) }},
+
+	{Name: "kafka.topics", Kind: List, Default: []string{},
+		Doc: "Topics exposed to clients. With neither this nor topics.regex, every topic is (a development default).",
+		set: func(c *Config, v any) { c.Kafka.Topics = v.([]string) }},
+	{Name: "kafka.topics.regex", Kind: String, Default: "",
+		Doc: "Topics matching this regular expression (anchored) are exposed too, including ones created later.",
+		set: func(c *Config, v any) { c.Kafka.TopicsRegex = v.(string) }},
+	{Name: "kafka.consumers", Kind: Int, Default: 1, Min: 1,
+		Doc: "How many Kafka clients share the consumption of the exposed partitions.",
+		set: func(c *Config, v any) { c.Kafka.Consumers = v.(int) }},
+	{Name: "kafka.producers", Kind: Int, Default: 1, Min: 1,
+		Doc: "How many Kafka producer clients share client publishes (one key always uses the same one).",
+		set: func(c *Config, v any) { c.Kafka.Producers = v.(int) }},
+	{Name: "kafka.recover.on.start", Kind: Bool, Default: true,
+		Doc: "At start, read back cache.expire.time of every exposed topic so snapshots work at once.",
+		set: func(c *Config, v any) { c.Kafka.RecoverOnStart = v.(bool) }},
+	{Name: "kafka.publish.timeout", Kind: Duration, Default: "15s", Min: int64(time.Millisecond),
+		Doc: "Longest a client publish waits for Kafka's acknowledgement before it fails with kafka_timeout.",
+		set: func(c *Config, v any) { c.Kafka.PublishTimeout = v.(time.Duration) }},
+	{Name: "kafka", Kind: Section, Default: map[string]string{},
+		Doc: "Kafka's own client properties (see docs/configuration.md for the list kedge maps onto franz-go).",
+		set: func(c *Config, v any) { c.Kafka.Properties = v.(map[string]string) }},
+
+	{Name: "embedded.listen", Kind: String, Default: "127.0.0.1:9092",
+		Doc: "Address of the embedded Kafka broker, started when kafka.bootstrap.servers is empty (development only).",
+		set: func(c *Config, v any) { c.Embedded.Listen = v.(string) }},
+	{Name: "embedded.data.dir", Kind: String, Default: "./kedge-data",
+		Doc: "Where the embedded broker keeps its log, so it survives a restart; empty keeps it in memory.",
+		set: func(c *Config, v any) { c.Embedded.DataDir = v.(string) }},
+	{Name: "embedded.partitions", Kind: Int, Default: 1, Min: 1,
+		Doc: "Partitions of topics the embedded broker creates automatically.",
+		set: func(c *Config, v any) { c.Embedded.Partitions = v.(int) }},
+	{Name: "embedded.retention.time", Kind: Duration, Default: "168h", Min: int64(time.Second),
+		Doc: "How long the embedded broker keeps records.",
+		set: func(c *Config, v any) { c.Embedded.RetentionTime = v.(time.Duration) }},
+	{Name: "embedded.retention.bytes", Kind: Bytes, Default: "1GiB", Min: 1 << 20,
+		Doc: "How many bytes the embedded broker keeps per partition.",
+		set: func(c *Config, v any) { c.Embedded.RetentionBytes = v.(int64) }},
+}

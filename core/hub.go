@@ -1,0 +1,260 @@
+package core
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// numShards is how many independently locked parts the subject index has.
+const numShards = 64
+
+// Hub indexes subscriptions by subject, keeps the per-subject cache, and fans
+// each dispatched message out to the subscribers of its subject and of every
+// matching pattern. Subjects are spread over 64 shards by hash, so dispatches
+// and subscribes on different subjects rarely share a lock.
+type Hub struct {
+	cfg      CacheConfig
+	memShare int64
+	seed     maphash.Seed
+	shards   [numShards]shard
+	patterns sync.Map // topic → *topicPatterns
+	now      func() time.Time
+
+	subscriptions atomic.Int64
+	dispatched    atomic.Int64
+	delivered     atomic.Int64
+}
+
+type shard struct {
+	mu       sync.Mutex
+	subjects map[string]*subjectState
+	byTopic  map[string]map[*subjectState]struct{}
+	fifo     fifo
+	stats    struct{ cached, evicted int64 }
+}
+
+// NewHub returns a Hub with the given cache bounds.
+func NewHub(cfg CacheConfig) *Hub {
+	cfg = cfg.withDefaults()
+	h := &Hub{cfg: cfg, memShare: cfg.MaxMemory / numShards, seed: maphash.MakeSeed(), now: time.Now}
+	for i := range h.shards {
+		h.shards[i].subjects = make(map[string]*subjectState)
+		h.shards[i].byTopic = make(map[string]map[*subjectState]struct{})
+	}
+	return h
+}
+
+func (h *Hub) shardOf(subject string) *shard {
+	return &h.shards[maphash.String(h.seed, subject)%numShards]
+}
+
+func (sh *shard) get(name, topic, key string, hasKey bool) *subjectState {
+	if st := sh.subjects[name]; st != nil {
+		return st
+	}
+	st := &subjectState{name: name, topic: topic, key: key, hasKey: hasKey}
+	sh.subjects[name] = st
+	m := sh.byTopic[topic]
+	if m == nil {
+		m = make(map[*subjectState]struct{})
+		sh.byTopic[topic] = m
+	}
+	m[st] = struct{}{}
+	return st
+}
+
+func (sh *shard) remove(st *subjectState) {
+	delete(sh.subjects, st.name)
+	if m := sh.byTopic[st.topic]; m != nil {
+		delete(m, st)
+		if len(m) == 0 {
+			delete(sh.byTopic, st.topic)
+		}
+	}
+}
+
+func (h *Hub) topicPatterns(topic string, create bool) *topicPatterns {
+	if tp, ok := h.patterns.Load(topic); ok {
+		return tp.(*topicPatterns)
+	}
+	if !create {
+		return nil
+	}
+	tp, _ := h.patterns.LoadOrStore(topic, &topicPatterns{})
+	return tp.(*topicPatterns)
+}
+
+// Dispatch caches msg and delivers it to every matching subscription. The
+// kafka package calls it in each partition's order; messages of one subject
+// come from one partition, so each subject's subscribers see Kafka's order.
+func (h *Hub) Dispatch(msg *Message) {
+	now := h.now().UnixNano()
+	sh := h.shardOf(msg.Subject)
+	sh.mu.Lock()
+	st := sh.get(msg.Subject, msg.Topic, msg.Key, msg.HasKey)
+	sh.appendMsg(st, msg, now)
+	n := len(st.subs)
+	for _, sub := range st.subs {
+		sub.Subscriber.Deliver(sub, msg, false)
+	}
+	if tp := h.topicPatterns(msg.Topic, false); tp != nil {
+		tp.mu.RLock()
+		tp.match(msg.Key, msg.HasKey, func(sub *Subscription) {
+			sub.noteLive(msg.Subject)
+			sub.Subscriber.Deliver(sub, msg, false)
+			n++
+		})
+		tp.mu.RUnlock()
+	}
+	sh.trim(st, &h.cfg, h.memShare, now)
+	sh.mu.Unlock()
+	h.dispatched.Add(1)
+	h.delivered.Add(int64(n))
+}
+
+// Subscribe registers sub for filter f. With opts.Snapshot the latest cached
+// message of every matching subject is delivered first, marked as a snapshot,
+// and no live message of a subject is ever followed by an older snapshot.
+func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscription {
+	sub := &Subscription{Filter: f, Subscriber: s, Mode: opts.Mode, Tag: opts.Tag}
+	h.subscriptions.Add(1)
+	if !f.Wildcard {
+		h.subscribeExact(sub, opts.Snapshot)
+		return sub
+	}
+	if opts.Snapshot {
+		sub.seenLive = make(map[string]struct{})
+		sub.snapshotting.Store(true)
+	}
+	h.topicPatterns(f.Topic, true).insert(sub)
+	if opts.Snapshot {
+		h.sendPatternSnapshots(sub)
+	}
+	return sub
+}
+
+func (h *Hub) subscribeExact(sub *Subscription, snapshot bool) {
+	subj := sub.Filter.Subject
+	sh := h.shardOf(subj.Name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.get(subj.Name, subj.Topic, subj.Key, subj.HasKey)
+	sub.state, sub.index = st, len(st.subs)
+	st.subs = append(st.subs, sub)
+	if snapshot {
+		if m := h.fresh(st.latest()); m != nil {
+			sub.Subscriber.Deliver(sub, m, true)
+		}
+	}
+}
+
+// fresh returns m unless it has expired.
+func (h *Hub) fresh(m *Message) *Message {
+	if m == nil || (!m.Time.IsZero() && h.now().Sub(m.Time) > h.cfg.ExpireTime) {
+		return nil
+	}
+	return m
+}
+
+func (h *Hub) sendPatternSnapshots(sub *Subscription) {
+	f := sub.Filter
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for st := range sh.byTopic[f.Topic] {
+			m := h.fresh(st.latest())
+			if m != nil && f.Matches(st.key, st.hasKey) && sub.snapshotWanted(st.name) {
+				sub.Subscriber.Deliver(sub, m, true)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	sub.mu.Lock()
+	sub.seenLive = nil
+	sub.snapshotting.Store(false)
+	sub.mu.Unlock()
+}
+
+// Unsubscribe removes sub; after it returns no further message is delivered
+// to it. Unsubscribing twice is harmless.
+func (h *Hub) Unsubscribe(sub *Subscription) {
+	sub.mu.Lock()
+	if sub.removed {
+		sub.mu.Unlock()
+		return
+	}
+	sub.removed = true
+	sub.mu.Unlock()
+	h.subscriptions.Add(-1)
+	if sub.Filter.Wildcard {
+		h.topicPatterns(sub.Filter.Topic, true).remove(sub)
+		return
+	}
+	sh := h.shardOf(sub.Filter.Subject.Name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sub.state
+	last := len(st.subs) - 1
+	st.subs[sub.index] = st.subs[last]
+	st.subs[sub.index].index = sub.index
+	st.subs[last] = nil
+	st.subs = st.subs[:last]
+	if st.empty() {
+		sh.remove(st)
+	}
+}
+
+// Latest returns the newest cached message of a subject, if any.
+func (h *Hub) Latest(subject string) *Message {
+	sh := h.shardOf(subject)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if st := sh.subjects[subject]; st != nil {
+		return h.fresh(st.latest())
+	}
+	return nil
+}
+
+// Expire drops expired cache entries in every shard. Dispatch expires as it
+// goes; a periodic call also frees subjects that no longer receive messages.
+func (h *Hub) Expire() {
+	now := h.now().UnixNano()
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		sh.expire(&h.cfg, now)
+		sh.mu.Unlock()
+	}
+}
+
+// Stats is a point-in-time view of the Hub for metrics.
+type Stats struct {
+	Subscriptions int64 // current subscriptions
+	Subjects      int64 // subjects with subscribers or cached messages
+	Dispatched    int64 // messages dispatched since start
+	Delivered     int64 // deliveries (message × subscription) since start
+	CachedBytes   int64 // bytes held by the cache (estimate)
+	Cached        int64 // messages ever cached
+	Evicted       int64 // messages evicted (size, expiry or memory)
+}
+
+// Stats returns the Hub's counters.
+func (h *Hub) Stats() Stats {
+	s := Stats{
+		Subscriptions: h.subscriptions.Load(),
+		Dispatched:    h.dispatched.Load(),
+		Delivered:     h.delivered.Load(),
+	}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		s.Subjects += int64(len(sh.subjects))
+		s.CachedBytes += sh.fifo.bytes
+		s.Cached += sh.stats.cached
+		s.Evicted += sh.stats.evicted
+		sh.mu.Unlock()
+	}
+	return s
+}

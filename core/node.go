@@ -1,0 +1,166 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Errors a publish or subscribe can fail with, beyond SubjectError. Each maps
+// to a stable protocol error code (see Code).
+var (
+	ErrNotExposed      = errors.New("topic is not exposed by this server")
+	ErrPayloadTooLarge = errors.New("payload exceeds the maximum size")
+	ErrUnavailable     = errors.New("kafka is unavailable")
+	ErrTimeout         = errors.New("kafka did not acknowledge in time")
+	ErrBusy            = errors.New("too many publishes waiting for kafka")
+	ErrRejected        = errors.New("kafka rejected the message")
+	ErrShuttingDown    = errors.New("server is shutting down")
+)
+
+// Code returns the stable error code clients see for err, on every protocol.
+func Code(err error) string {
+	var se *SubjectError
+	switch {
+	case errors.As(err, &se):
+		switch se.Err {
+		case ErrWildcardPublish, ErrWildcardTopic, ErrWildcardMixed, ErrHashNotLast:
+			return "invalid_pattern"
+		}
+		return "invalid_subject"
+	case errors.Is(err, ErrNotExposed):
+		return "not_exposed"
+	case errors.Is(err, ErrPayloadTooLarge):
+		return "payload_too_large"
+	case errors.Is(err, ErrTimeout):
+		return "kafka_timeout"
+	case errors.Is(err, ErrBusy):
+		return "kafka_busy"
+	case errors.Is(err, ErrRejected):
+		return "kafka_rejected"
+	case errors.Is(err, ErrUnavailable):
+		return "kafka_unavailable"
+	case errors.Is(err, ErrShuttingDown):
+		return "shutting_down"
+	case errors.Is(err, ErrBadPosition):
+		return "invalid_position"
+	}
+	return "internal"
+}
+
+// Publication is a message a client asks kedge to produce.
+type Publication struct {
+	Subject Subject
+	Payload []byte
+	Headers []Header
+}
+
+// Publisher produces to Kafka. Publish returns only after Kafka acknowledged
+// the record (acks=all), with its position; otherwise an error wrapping one of
+// ErrUnavailable, ErrTimeout, ErrBusy, ErrRejected or ErrShuttingDown.
+type Publisher interface {
+	Publish(ctx context.Context, p Publication) (Position, error)
+}
+
+// Source is the consuming side of Kafka as adapters need it.
+type Source interface {
+	// Watch tells the source a client is interested in topic, so that a
+	// topic created after start is picked up without waiting for the next
+	// metadata refresh.
+	Watch(topic string)
+}
+
+// Exposure decides which Kafka topics clients may reach.
+type Exposure struct {
+	names map[string]struct{}
+	re    *regexp.Regexp
+}
+
+// NewExposure exposes the listed topics and those matching regex (anchored at
+// both ends). With neither, every topic is exposed. Kafka's internal topics,
+// whose names begin with "__", are never exposed.
+func NewExposure(topics []string, regex string) (*Exposure, error) {
+	e := &Exposure{}
+	if len(topics) > 0 {
+		e.names = make(map[string]struct{}, len(topics))
+		for _, t := range topics {
+			if err := checkTopic(t); err != nil {
+				return nil, fmt.Errorf("topic %q: %w", t, err)
+			}
+			e.names[t] = struct{}{}
+		}
+	}
+	if regex != "" {
+		re, err := regexp.Compile("^(?:" + regex + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("topics regex: %w", err)
+		}
+		e.re = re
+	}
+	return e, nil
+}
+
+// All reports whether every topic is exposed.
+func (e *Exposure) All() bool { return e.names == nil && e.re == nil }
+
+// Exposed reports whether clients may use topic.
+func (e *Exposure) Exposed(topic string) bool {
+	if strings.HasPrefix(topic, "__") {
+		return false
+	}
+	if e.All() {
+		return true
+	}
+	if _, ok := e.names[topic]; ok {
+		return true
+	}
+	return e.re != nil && e.re.MatchString(topic)
+}
+
+// Node is what protocol adapters use: subject validation, exposure checks,
+// the Hub and the Publisher behind one small API.
+type Node struct {
+	Hub       *Hub
+	Publisher Publisher
+	Source    Source
+	Exposure  *Exposure
+	// MaxPayload bounds a published payload in bytes; 0 means no bound here
+	// (the adapters' frame limits still apply).
+	MaxPayload int
+}
+
+// Subscribe validates filter and registers s for it.
+func (n *Node) Subscribe(s Subscriber, filter string, opts SubscribeOptions) (*Subscription, error) {
+	f, err := ParseFilter(filter)
+	if err != nil {
+		return nil, err
+	}
+	if !n.Exposure.Exposed(f.Topic) {
+		return nil, fmt.Errorf("%w: %q", ErrNotExposed, f.Topic)
+	}
+	if n.Source != nil {
+		n.Source.Watch(f.Topic)
+	}
+	return n.Hub.Subscribe(s, f, opts), nil
+}
+
+// Publish validates the subject and payload and produces the message to
+// Kafka, returning after Kafka's acknowledgement.
+func (n *Node) Publish(ctx context.Context, subject string, payload []byte, headers []Header) (Position, error) {
+	subj, err := ParseSubject(subject)
+	if err != nil {
+		return Position{}, err
+	}
+	if !n.Exposure.Exposed(subj.Topic) {
+		return Position{}, fmt.Errorf("%w: %q", ErrNotExposed, subj.Topic)
+	}
+	if n.MaxPayload > 0 && len(payload) > n.MaxPayload {
+		return Position{}, fmt.Errorf("%w: %d > %d bytes", ErrPayloadTooLarge, len(payload), n.MaxPayload)
+	}
+	if n.Source != nil {
+		n.Source.Watch(subj.Topic)
+	}
+	return n.Publisher.Publish(ctx, Publication{Subject: subj, Payload: payload, Headers: headers})
+}

@@ -1,0 +1,134 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kedgehq/kedge/core"
+)
+
+// Epochs tells the producer a topic's current epoch; Source is one.
+type Epochs interface {
+	Epoch(topic string) (uint32, bool)
+	Refresh(ctx context.Context) error
+}
+
+// Producer produces client publishes with acks=all and the idempotent
+// producer. It implements core.Publisher. Records of one topic and key always
+// go through the same client, so one client's publishes on a key keep their order.
+type Producer struct {
+	clients []*kgo.Client
+	epochs  Epochs
+	timeout time.Duration
+}
+
+// NewProducer creates n producer clients (min 1).
+func NewProducer(opts Options, n int, epochs Epochs) (*Producer, error) {
+	if n < 1 {
+		n = 1
+	}
+	p := &Producer{epochs: epochs, timeout: opts.DeliveryTimeout}
+	base := []kgo.Opt{
+		kgo.SeedBrokers(opts.Brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
+		kgo.ProduceRequestTimeout(min(opts.DeliveryTimeout, 10*time.Second)),
+		kgo.AllowAutoTopicCreation(),
+	}
+	for range n {
+		all := append(append(append([]kgo.Opt{}, base...), opts.Common...), opts.Producer...)
+		cl, err := kgo.NewClient(all...)
+		if err != nil {
+			p.Close(context.Background())
+			return nil, fmt.Errorf("kafka producer: %w", err)
+		}
+		p.clients = append(p.clients, cl)
+	}
+	return p, nil
+}
+
+// Publish produces p and waits for Kafka's acknowledgement.
+func (p *Producer) Publish(ctx context.Context, pub core.Publication) (core.Position, error) {
+	r := &kgo.Record{Topic: pub.Subject.Topic, Key: pub.Subject.KafkaKey(), Value: pub.Payload}
+	for _, h := range pub.Headers {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	p.client(r).TryProduce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	// The promise always runs; waiting for it (not for ctx) means a publish
+	// is reported as failed only when Kafka really did not take it.
+	if err := <-done; err != nil {
+		return core.Position{}, classify(err)
+	}
+	return core.Position{Epoch: p.epoch(ctx, r.Topic), Partition: r.Partition, Offset: r.Offset}, nil
+}
+
+func (p *Producer) client(r *kgo.Record) *kgo.Client {
+	if len(p.clients) == 1 {
+		return p.clients[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(r.Topic))
+	h.Write(r.Key)
+	return p.clients[h.Sum32()%uint32(len(p.clients))]
+}
+
+// epoch returns the topic's epoch, refreshing metadata once for a topic the
+// publish just created.
+func (p *Producer) epoch(ctx context.Context, topic string) uint32 {
+	if p.epochs == nil {
+		return 0
+	}
+	if e, ok := p.epochs.Epoch(topic); ok {
+		return e
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = p.epochs.Refresh(ctx)
+	e, _ := p.epochs.Epoch(topic)
+	return e
+}
+
+// classify wraps a produce error in the core error clients are told.
+func classify(err error) error {
+	var ke *kerr.Error
+	switch {
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		return fmt.Errorf("%w: %v", core.ErrBusy, err)
+	case errors.Is(err, kgo.ErrClientClosed):
+		return fmt.Errorf("%w: %v", core.ErrShuttingDown, err)
+	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %v", core.ErrTimeout, err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("%w: topic does not exist and the broker does not create it: %v", core.ErrRejected, err)
+	case errors.As(err, &ke) && !ke.Retriable:
+		return fmt.Errorf("%w: %v", core.ErrRejected, err)
+	}
+	return fmt.Errorf("%w: %v", core.ErrUnavailable, err)
+}
+
+// Flush waits until every buffered publish got Kafka's answer, or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	var errs []error
+	for _, cl := range p.clients {
+		errs = append(errs, cl.Flush(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Close flushes (bounded by ctx) and closes the clients.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.Flush(ctx)
+	for _, cl := range p.clients {
+		cl.Close()
+	}
+	return err
+}

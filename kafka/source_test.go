@@ -1,0 +1,127 @@
+package kafka
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kedgehq/kedge/core"
+)
+
+// collector records dispatched messages.
+type collector struct {
+	mu   sync.Mutex
+	msgs []*core.Message
+}
+
+func (c *collector) Dispatch(m *core.Message) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+}
+
+func (c *collector) snapshot() []*core.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*core.Message(nil), c.msgs...)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func startBroker(t *testing.T, partitions int) *Embedded {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Partitions: partitions, RetentionTime: time.Hour, RetentionBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func startSource(t *testing.T, addr string, consumers int, out Dispatcher, recover time.Duration) *Source {
+	t.Helper()
+	opts, err := ParseProperties(map[string]string{"bootstrap.servers": addr, "metadata.max.age.ms": "200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, _ := core.NewExposure(nil, "")
+	s, err := NewSource(SourceConfig{Options: opts, Exposure: exp, Consumers: consumers, RecoverFor: recover, NewTopicsFrom: time.Minute}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func TestPublishReachesSourceInOrder(t *testing.T) {
+	e := startBroker(t, 3)
+	var got collector
+	src := startSource(t, e.Addr(), 2, &got, time.Minute)
+	opts, _ := ParseProperties(map[string]string{"bootstrap.servers": e.Addr()})
+	prod, err := NewProducer(opts, 2, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close(context.Background())
+
+	const n = 200
+	for i := range n {
+		subj, _ := core.ParseSubject("/orders/k" + string(rune('a'+i%5)))
+		pos, err := prod.Publish(context.Background(), core.Publication{Subject: subj, Payload: []byte{byte(i)}})
+		if err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		if pos.Epoch == 0 {
+			t.Fatalf("publish %d: ack without epoch: %+v", i, pos)
+		}
+	}
+	waitFor(t, 10*time.Second, "all records dispatched", func() bool { return len(got.snapshot()) == n })
+	last := map[string]int{}
+	for _, m := range got.snapshot() {
+		if prev, ok := last[m.Subject]; ok && int(m.Payload[0]) <= prev {
+			t.Fatalf("%s out of order: %d after %d", m.Subject, m.Payload[0], prev)
+		}
+		last[m.Subject] = int(m.Payload[0])
+	}
+	if len(last) != 5 {
+		t.Fatalf("want 5 subjects, got %v", last)
+	}
+}
+
+func TestRecoverOnStartReadsBack(t *testing.T) {
+	e := startBroker(t, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "old", Key: []byte("k"), Value: []byte("v1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var with, without collector
+	startSource(t, e.Addr(), 1, &with, time.Minute)
+	startSource(t, e.Addr(), 1, &without, 0)
+	waitFor(t, 10*time.Second, "recovered record", func() bool { return len(with.snapshot()) == 1 })
+	if m := with.snapshot()[0]; m.Subject != "/old/k" || string(m.Payload) != "v1" {
+		t.Fatalf("recovered %+v", m)
+	}
+	if n := len(without.snapshot()); n != 0 {
+		t.Fatalf("without recovery got %d records", n)
+	}
+}
