@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,8 +83,11 @@ func newClockedHub(cfg CacheConfig) (*Hub, *fakeClock) {
 
 // checkOrder verifies, for each subscription and subject, that at most one
 // snapshot arrives and only before any live message, and that offsets
-// strictly increase. It returns a description of the first violation.
-func checkOrder(ds []delivery) error {
+// strictly increase. With consecutive (the dispatcher numbers each subject's
+// messages 1, 2, 3, ...), it also checks that nothing is skipped after the
+// first delivery: no gap between the snapshot and live messages. It returns a
+// description of the first violation.
+func checkOrder(ds []delivery, consecutive bool) error {
 	type key struct {
 		sub     *Subscription
 		subject string
@@ -109,6 +114,9 @@ func checkOrder(ds []delivery) error {
 		}
 		if s.any && d.off <= s.last {
 			return fmt.Errorf("filter %q subject %q: offset %d after %d", d.sub.Filter.Name, d.subject, d.off, s.last)
+		}
+		if consecutive && s.any && d.off != s.last+1 {
+			return fmt.Errorf("filter %q subject %q: gap, offset %d after %d", d.sub.Filter.Name, d.subject, d.off, s.last)
 		}
 		s.any, s.last = true, d.off
 		if !d.snapshot {
@@ -352,6 +360,48 @@ func TestHubUnsubscribeMany(t *testing.T) {
 	}
 }
 
+// unsubscribingRecorder unsubscribes its subscription from another goroutine
+// (as an adapter closing the connection would) on the first delivery, and
+// waits until Unsubscribe has returned.
+type unsubscribingRecorder struct {
+	recorder
+	h    *Hub
+	once sync.Once
+}
+
+func (u *unsubscribingRecorder) Deliver(sub *Subscription, msg *Message, snapshot bool) {
+	u.recorder.Deliver(sub, msg, snapshot)
+	u.once.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			u.h.Unsubscribe(sub)
+			u.stopped.Store(true)
+			close(done)
+		}()
+		<-done
+	})
+}
+
+// TestHubUnsubscribeDuringPatternSnapshot: once Unsubscribe has returned, the
+// rest of the pattern's snapshots are not sent.
+func TestHubUnsubscribeDuringPatternSnapshot(t *testing.T) {
+	h := NewHub(CacheConfig{})
+	for i := range 200 {
+		h.Dispatch(testMsg(fmt.Sprintf("/t/k%d", i), 1))
+	}
+	u := &unsubscribingRecorder{h: h}
+	mustSubscribe(t, h, u, "/t/+", SubscribeOptions{Snapshot: true})
+	if got := u.take(); len(got) != 1 || !got[0].snapshot {
+		t.Fatalf("%d snapshots delivered, want 1 (then unsubscribed)", len(got))
+	}
+	if n := u.late.Load(); n != 0 {
+		t.Fatalf("%d snapshots after Unsubscribe returned", n)
+	}
+	if st := h.Stats(); st.Subscriptions != 0 {
+		t.Fatalf("Subscriptions = %d", st.Subscriptions)
+	}
+}
+
 // ---- ordering under concurrency -----------------------------------------
 
 func TestHubPerSubjectOrderConcurrent(t *testing.T) {
@@ -386,7 +436,7 @@ func TestHubPerSubjectOrderConcurrent(t *testing.T) {
 	wg.Wait()
 	for _, r := range []*recorder{exact, pat} {
 		got := r.take()
-		if err := checkOrder(got); err != nil {
+		if err := checkOrder(got, true); err != nil {
 			t.Fatal(err)
 		}
 		perSub := map[*Subscription]map[string]int{}
@@ -886,21 +936,32 @@ func TestExposure(t *testing.T) {
 	}
 }
 
+// fakePublisher records publications and answers each one from its own
+// goroutine, as a real producer's callback would.
 type fakePublisher struct {
 	mu   sync.Mutex
 	pubs []Publication
 	pos  Position
 	err  error
+	wg   sync.WaitGroup
 }
 
-func (p *fakePublisher) Publish(ctx context.Context, pub Publication) (Position, error) {
+func (p *fakePublisher) Publish(ctx context.Context, pub Publication, done func(Position, error)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pubs = append(p.pubs, pub)
-	if p.err != nil {
-		return Position{}, p.err
+	pos, err := p.pos, p.err
+	if err != nil {
+		pos = Position{}
 	}
-	return p.pos, nil
+	p.wg.Go(func() { done(pos, err) })
+}
+
+func (p *fakePublisher) published() []Publication {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.pubs)
 }
 
 type fakeSource struct {
@@ -912,6 +973,12 @@ func (s *fakeSource) Watch(topic string) {
 	s.mu.Lock()
 	s.watched = append(s.watched, topic)
 	s.mu.Unlock()
+}
+
+func (s *fakeSource) get() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprint(s.watched)
 }
 
 func newTestNode(t *testing.T) (*Node, *fakePublisher, *fakeSource) {
@@ -942,27 +1009,33 @@ func TestNodeSubscribe(t *testing.T) {
 		{"/__consumer_offsets", ErrNotExposed, "not_exposed"},
 	}
 	for _, tc := range tests {
-		sub, err := n.Subscribe(r, tc.filter, SubscribeOptions{})
-		if sub != nil || !errors.Is(err, tc.err) || Code(err) != tc.code {
-			t.Errorf("Subscribe(%q) = %v, %v (code %q); want %v (%s)", tc.filter, sub, err, Code(err), tc.err, tc.code)
+		f, err := n.ParseFilter(tc.filter)
+		if !errors.Is(err, tc.err) || Code(err) != tc.code || f.Name != "" {
+			t.Errorf("ParseFilter(%q) = %+v, %v (code %q); want %v (%s)", tc.filter, f, err, Code(err), tc.err, tc.code)
 		}
-		if errors.Is(err, ErrNotExposed) && !strings.Contains(err.Error(), strings.Split(tc.filter, "/")[1]) {
+		if errors.Is(err, ErrNotExposed) && !strings.Contains(err.Error(), strconv.Quote(strings.Split(tc.filter, "/")[1])) {
 			t.Errorf("not-exposed error %q does not name the topic", err)
 		}
 	}
-	if len(src.watched) != 0 || n.Hub.Stats().Subscriptions != 0 {
-		t.Fatalf("refused subscribes touched the source %v or the hub %+v", src.watched, n.Hub.Stats())
+	if src.get() != "[]" || n.Hub.Stats().Subscriptions != 0 {
+		t.Fatalf("refused filters touched the source %v or the hub %+v", src.get(), n.Hub.Stats())
 	}
 
-	sub, err := n.Subscribe(r, "/vehicles/+/speed", SubscribeOptions{Tag: 5})
-	if err != nil || sub == nil || sub.Tag != 5 {
-		t.Fatalf("Subscribe: %v, %v", sub, err)
+	f, err := n.ParseFilter("/vehicles/+/speed")
+	if err != nil || !f.Wildcard || f.Topic != "vehicles" {
+		t.Fatalf("ParseFilter: %+v, %v", f, err)
 	}
-	if _, err := n.Subscribe(r, "/demo", SubscribeOptions{}); err != nil {
-		t.Fatal(err)
+	sub := n.Subscribe(r, f, SubscribeOptions{Tag: 5})
+	if sub == nil || sub.Tag != 5 || sub.Filter.Name != "/vehicles/+/speed" {
+		t.Fatalf("Subscribe: %+v", sub)
 	}
-	if fmt.Sprint(src.watched) != "[vehicles demo]" {
-		t.Fatalf("watched %v", src.watched)
+	f2, err := n.ParseFilter("/demo")
+	if err != nil || f2.Wildcard || f2.Subject.HasKey {
+		t.Fatalf("ParseFilter(/demo): %+v, %v", f2, err)
+	}
+	n.Subscribe(r, f2, SubscribeOptions{})
+	if src.get() != "[vehicles demo]" {
+		t.Fatalf("watched %v", src.get())
 	}
 	n.Hub.Dispatch(testMsg("/vehicles/1/speed", 1))
 	if got := r.take(); len(got) != 1 || got[0].sub != sub {
@@ -970,8 +1043,15 @@ func TestNodeSubscribe(t *testing.T) {
 	}
 
 	n.Source = nil // optional
-	if _, err := n.Subscribe(r, "/demo/x", SubscribeOptions{}); err != nil {
+	f3, err := n.ParseFilter("/demo/x")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if n.Subscribe(r, f3, SubscribeOptions{}) == nil {
+		t.Fatal("Subscribe without a Source")
+	}
+	if n.Hub.Stats().Subscriptions != 3 {
+		t.Fatalf("Subscriptions = %d", n.Hub.Stats().Subscriptions)
 	}
 }
 
@@ -998,51 +1078,110 @@ func TestNodePublish(t *testing.T) {
 		if !errors.Is(err, tc.err) || Code(err) != tc.code || p != (Position{}) {
 			t.Errorf("Publish(%q, %q) = %v, %v (code %q); want %v", tc.subject, tc.payload, p, err, Code(err), tc.err)
 		}
+		if tc.err != ErrPayloadTooLarge {
+			if s, err := n.ParseSubject(tc.subject); !errors.Is(err, tc.err) || s != (Subject{}) {
+				t.Errorf("ParseSubject(%q) = %+v, %v; want %v", tc.subject, s, err, tc.err)
+			}
+		}
 	}
-	if len(pub.pubs) != 0 || len(src.watched) != 0 {
-		t.Fatalf("refused publishes reached the publisher %v / source %v", pub.pubs, src.watched)
+	if got := pub.published(); len(got) != 0 || src.get() != "[]" {
+		t.Fatalf("refused publishes reached the publisher %v / source %v", got, src.get())
 	}
 
 	p, err := n.Publish(ctx, "/demo/a/b", []byte("1234"), hdr) // exactly MaxPayload
 	if err != nil || p != pub.pos {
 		t.Fatalf("Publish = %v, %v", p, err)
 	}
-	if len(pub.pubs) != 1 {
-		t.Fatalf("publications %v", pub.pubs)
+	pubs := pub.published()
+	if len(pubs) != 1 {
+		t.Fatalf("publications %v", pubs)
 	}
-	got := pub.pubs[0]
 	want := Subject{Name: "/demo/a/b", Topic: "demo", Key: "a/b", HasKey: true}
-	if got.Subject != want || string(got.Payload) != "1234" || len(got.Headers) != 1 || got.Headers[0].Key != "h" {
+	if got := pubs[0]; got.Subject != want || string(got.Payload) != "1234" || len(got.Headers) != 1 || got.Headers[0].Key != "h" {
 		t.Fatalf("publication %+v", got)
 	}
-	if fmt.Sprint(src.watched) != "[demo]" {
-		t.Fatalf("watched %v", src.watched)
+	if src.get() != "[demo]" {
+		t.Fatalf("watched %v after a successful publish", src.get())
 	}
 	// A publish never short-cuts to local subscribers.
 	r := &recorder{}
-	if _, err := n.Subscribe(r, "/demo/#", SubscribeOptions{}); err != nil {
+	f, err := n.ParseFilter("/demo/#")
+	if err != nil {
 		t.Fatal(err)
 	}
+	n.Subscribe(r, f, SubscribeOptions{})
 	if _, err := n.Publish(ctx, "/demo", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.take(); len(got) != 0 {
 		t.Fatalf("publish delivered locally: %+v", got)
 	}
-	if pub.pubs[1].Subject.HasKey || pub.pubs[1].Subject.KafkaKey() != nil {
-		t.Fatalf("null-key publish: %+v", pub.pubs[1])
+	if pubs := pub.published(); pubs[1].Subject.HasKey || pubs[1].Subject.KafkaKey() != nil {
+		t.Fatalf("null-key publish: %+v", pubs[1])
 	}
 
-	// Publisher errors pass through.
+	// Publisher errors pass through; a failed publish does not watch the topic.
+	pub.mu.Lock()
 	pub.err = fmt.Errorf("produce: %w", ErrTimeout)
-	if _, err := n.Publish(ctx, "/vehicles/1", []byte("x"), nil); !errors.Is(err, ErrTimeout) || Code(err) != "kafka_timeout" {
-		t.Fatalf("publisher error: %v", err)
+	pub.mu.Unlock()
+	before := src.get()
+	if p, err := n.Publish(ctx, "/vehicles/1", []byte("x"), nil); !errors.Is(err, ErrTimeout) ||
+		Code(err) != "kafka_timeout" || p != (Position{}) {
+		t.Fatalf("publisher error: %v, %v", p, err)
+	}
+	if src.get() != before {
+		t.Fatalf("failed publish watched: %v", src.get())
 	}
 	// No bound when MaxPayload is 0.
+	pub.mu.Lock()
 	pub.err = nil
+	pub.mu.Unlock()
 	n.MaxPayload = 0
 	if _, err := n.Publish(ctx, "/demo/a", make([]byte, 1<<20), nil); err != nil {
 		t.Fatalf("unbounded payload: %v", err)
+	}
+	pub.published()
+}
+
+func TestNodePublishAsync(t *testing.T) {
+	n, pub, src := newTestNode(t)
+	subj, err := n.ParseSubject("/vehicles/7")
+	if err != nil || subj.Key != "7" {
+		t.Fatalf("ParseSubject: %+v, %v", subj, err)
+	}
+	// Too large: done is called once, at once, and Kafka never sees it.
+	var calls atomic.Int32
+	var gotErr error
+	n.PublishAsync(context.Background(), Publication{Subject: subj, Payload: []byte("12345")}, func(p Position, err error) {
+		calls.Add(1)
+		gotErr = err
+	})
+	if calls.Load() != 1 || !errors.Is(gotErr, ErrPayloadTooLarge) || !strings.Contains(gotErr.Error(), "5 > 4") {
+		t.Fatalf("oversized PublishAsync: %d calls, %v", calls.Load(), gotErr)
+	}
+	if len(pub.published()) != 0 {
+		t.Fatal("oversized payload reached the publisher")
+	}
+
+	// Many in flight: each done exactly once with Kafka's answer.
+	const n2 = 50
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for range n2 {
+		wg.Add(1)
+		n.PublishAsync(context.Background(), Publication{Subject: subj, Payload: []byte("x")}, func(p Position, err error) {
+			if err == nil && p == pub.pos {
+				ok.Add(1)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if ok.Load() != n2 || len(pub.published()) != n2 {
+		t.Fatalf("%d of %d answered with the position", ok.Load(), n2)
+	}
+	if !strings.HasPrefix(src.get(), "[vehicles") {
+		t.Fatalf("watched %v", src.get())
 	}
 }
 
@@ -1051,7 +1190,8 @@ func TestNodePublish(t *testing.T) {
 // TestHubRaceStress subscribes and unsubscribes patterns and subjects with
 // snapshots while messages are dispatched on many subjects, and checks every
 // subscription's view: no snapshot after any message of the same subject,
-// strictly increasing offsets per subject, nothing after Unsubscribe returns.
+// strictly increasing offsets per subject with no gap once delivery of a
+// subject began, nothing after Unsubscribe returns.
 func TestHubRaceStress(t *testing.T) {
 	const (
 		dispatchers = 4
@@ -1090,7 +1230,7 @@ func TestHubRaceStress(t *testing.T) {
 				default:
 				}
 				j := i % len(mine)
-				off[j] += int64(1 + i%3) // gaps are fine, going back is not
+				off[j]++
 				h.Dispatch(testMsg(mine[j], off[j]))
 				dispatchedN.Add(1)
 				if i%64 == 0 {
@@ -1127,7 +1267,7 @@ func TestHubRaceStress(t *testing.T) {
 				r.stopped.Store(true)
 				got := r.take()
 				received.Add(int64(len(got)))
-				if err := checkOrder(got); err != nil {
+				if err := checkOrder(got, true); err != nil {
 					t.Error(err)
 					return
 				}

@@ -57,11 +57,13 @@ type Publication struct {
 	Headers []Header
 }
 
-// Publisher produces to Kafka. Publish returns only after Kafka acknowledged
-// the record (acks=all), with its position; otherwise an error wrapping one of
-// ErrUnavailable, ErrTimeout, ErrBusy, ErrRejected or ErrShuttingDown.
+// Publisher produces to Kafka. Publish hands p over without waiting and calls
+// done exactly once: with the record's position after Kafka acknowledged it
+// (acks=all), or with an error wrapping one of ErrUnavailable, ErrTimeout,
+// ErrBusy, ErrRejected or ErrShuttingDown. Publications handed over in order
+// by one goroutine are produced in that order. done must not block.
 type Publisher interface {
-	Publish(ctx context.Context, p Publication) (Position, error)
+	Publish(ctx context.Context, p Publication, done func(Position, error))
 }
 
 // Source is the consuming side of Kafka as adapters need it.
@@ -131,36 +133,67 @@ type Node struct {
 	MaxPayload int
 }
 
-// Subscribe validates filter and registers s for it.
-func (n *Node) Subscribe(s Subscriber, filter string, opts SubscribeOptions) (*Subscription, error) {
+// ParseFilter validates a subscription filter, including its topic's exposure.
+func (n *Node) ParseFilter(filter string) (Filter, error) {
 	f, err := ParseFilter(filter)
 	if err != nil {
-		return nil, err
+		return Filter{}, err
 	}
 	if !n.Exposure.Exposed(f.Topic) {
-		return nil, fmt.Errorf("%w: %q", ErrNotExposed, f.Topic)
+		return Filter{}, fmt.Errorf("%w: %q", ErrNotExposed, f.Topic)
 	}
+	return f, nil
+}
+
+// Subscribe registers s for a filter checked by ParseFilter.
+func (n *Node) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscription {
 	if n.Source != nil {
 		n.Source.Watch(f.Topic)
 	}
-	return n.Hub.Subscribe(s, f, opts), nil
+	return n.Hub.Subscribe(s, f, opts)
 }
 
-// Publish validates the subject and payload and produces the message to
-// Kafka, returning after Kafka's acknowledgement.
-func (n *Node) Publish(ctx context.Context, subject string, payload []byte, headers []Header) (Position, error) {
+// ParseSubject validates a publish subject, including its topic's exposure.
+func (n *Node) ParseSubject(subject string) (Subject, error) {
 	subj, err := ParseSubject(subject)
+	if err != nil {
+		return Subject{}, err
+	}
+	if !n.Exposure.Exposed(subj.Topic) {
+		return Subject{}, fmt.Errorf("%w: %q", ErrNotExposed, subj.Topic)
+	}
+	return subj, nil
+}
+
+// PublishAsync validates p's payload size and hands it to the Publisher;
+// done is called exactly once, after Kafka's answer.
+func (n *Node) PublishAsync(ctx context.Context, p Publication, done func(Position, error)) {
+	if n.MaxPayload > 0 && len(p.Payload) > n.MaxPayload {
+		done(Position{}, fmt.Errorf("%w: %d > %d bytes", ErrPayloadTooLarge, len(p.Payload), n.MaxPayload))
+		return
+	}
+	n.Publisher.Publish(ctx, p, func(pos Position, err error) {
+		if err == nil && n.Source != nil {
+			n.Source.Watch(p.Subject.Topic) // a publish may have created the topic
+		}
+		done(pos, err)
+	})
+}
+
+// Publish validates and produces a message and waits for Kafka's answer.
+func (n *Node) Publish(ctx context.Context, subject string, payload []byte, headers []Header) (Position, error) {
+	subj, err := n.ParseSubject(subject)
 	if err != nil {
 		return Position{}, err
 	}
-	if !n.Exposure.Exposed(subj.Topic) {
-		return Position{}, fmt.Errorf("%w: %q", ErrNotExposed, subj.Topic)
+	type result struct {
+		pos Position
+		err error
 	}
-	if n.MaxPayload > 0 && len(payload) > n.MaxPayload {
-		return Position{}, fmt.Errorf("%w: %d > %d bytes", ErrPayloadTooLarge, len(payload), n.MaxPayload)
-	}
-	if n.Source != nil {
-		n.Source.Watch(subj.Topic)
-	}
-	return n.Publisher.Publish(ctx, Publication{Subject: subj, Payload: payload, Headers: headers})
+	ch := make(chan result, 1)
+	n.PublishAsync(ctx, Publication{Subject: subj, Payload: payload, Headers: headers}, func(pos Position, err error) {
+		ch <- result{pos, err}
+	})
+	r := <-ch
+	return r.pos, r.err
 }

@@ -53,22 +53,41 @@ func NewProducer(opts Options, n int, epochs Epochs) (*Producer, error) {
 	return p, nil
 }
 
-// Publish produces p and waits for Kafka's acknowledgement.
-func (p *Producer) Publish(ctx context.Context, pub core.Publication) (core.Position, error) {
+// Publish hands pub to a producer client at once (never blocking: a full
+// buffer fails with core.ErrBusy) and calls done with Kafka's answer.
+func (p *Producer) Publish(ctx context.Context, pub core.Publication, done func(core.Position, error)) {
 	r := &kgo.Record{Topic: pub.Subject.Topic, Key: pub.Subject.KafkaKey(), Value: pub.Payload}
 	for _, h := range pub.Headers {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	p.client(r).TryProduce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
-	// The promise always runs; waiting for it (not for ctx) means a publish
-	// is reported as failed only when Kafka really did not take it.
-	if err := <-done; err != nil {
-		return core.Position{}, classify(err)
+	// The promise always runs, so a publish is reported failed only when
+	// Kafka really did not take it, and acknowledged only when it did.
+	p.client(r).TryProduce(ctx, r, func(r *kgo.Record, err error) {
+		cancel()
+		if err != nil {
+			done(core.Position{}, classify(err))
+			return
+		}
+		pos := core.Position{Partition: r.Partition, Offset: r.Offset}
+		if e, ok := p.knownEpoch(r.Topic); ok {
+			pos.Epoch = e
+			done(pos, nil)
+			return
+		}
+		// The publish created the topic: learn its epoch off the promise goroutine.
+		go func() {
+			pos.Epoch = p.epoch(r.Topic)
+			done(pos, nil)
+		}()
+	})
+}
+
+func (p *Producer) knownEpoch(topic string) (uint32, bool) {
+	if p.epochs == nil {
+		return 0, true
 	}
-	return core.Position{Epoch: p.epoch(ctx, r.Topic), Partition: r.Partition, Offset: r.Offset}, nil
+	return p.epochs.Epoch(topic)
 }
 
 func (p *Producer) client(r *kgo.Record) *kgo.Client {
@@ -83,14 +102,8 @@ func (p *Producer) client(r *kgo.Record) *kgo.Client {
 
 // epoch returns the topic's epoch, refreshing metadata once for a topic the
 // publish just created.
-func (p *Producer) epoch(ctx context.Context, topic string) uint32 {
-	if p.epochs == nil {
-		return 0
-	}
-	if e, ok := p.epochs.Epoch(topic); ok {
-		return e
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+func (p *Producer) epoch(topic string) uint32 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.epochs.Refresh(ctx)
 	e, _ := p.epochs.Epoch(topic)

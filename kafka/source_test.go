@@ -83,7 +83,7 @@ func TestPublishReachesSourceInOrder(t *testing.T) {
 	const n = 200
 	for i := range n {
 		subj, _ := core.ParseSubject("/orders/k" + string(rune('a'+i%5)))
-		pos, err := prod.Publish(context.Background(), core.Publication{Subject: subj, Payload: []byte{byte(i)}})
+		pos, err := publishSync(prod, core.Publication{Subject: subj, Payload: []byte{byte(i)}})
 		if err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
@@ -124,4 +124,15 @@ func TestRecoverOnStartReadsBack(t *testing.T) {
 	if n := len(without.snapshot()); n != 0 {
 		t.Fatalf("without recovery got %d records", n)
 	}
+}
+
+func publishSync(p *Producer, pub core.Publication) (core.Position, error) {
+	type result struct {
+		pos core.Position
+		err error
+	}
+	ch := make(chan result, 1)
+	p.Publish(context.Background(), pub, func(pos core.Position, err error) { ch <- result{pos, err} })
+	r := <-ch
+	return r.pos, r.err
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsHandler serves Prometheus metrics read from each part's Stats at
+// scrape time, so the delivery path only bumps atomic counters.
+func (s *server) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	wsStat := func(f func() int64) func() float64 { return func() float64 { return float64(f()) } }
+	w := s.ws
+	gauge("kedge_ws_connections", "Open WebSocket connections.", wsStat(func() int64 { return w.Stats().Connections }))
+	counter("kedge_ws_connections_accepted_total", "WebSocket connections accepted.", wsStat(func() int64 { return w.Stats().Accepted }))
+	gauge("kedge_ws_subscriptions", "Subscriptions held by WebSocket connections.", wsStat(func() int64 { return w.Stats().Subscriptions }))
+	counter("kedge_ws_frames_received_total", "Frames received from WebSocket clients.", wsStat(func() int64 { return w.Stats().Received }))
+	counter("kedge_messages_out_total", "Messages queued to clients (deliveries).", wsStat(func() int64 { return w.Stats().Delivered }))
+	counter("kedge_messages_dropped_total", "Messages dropped for standard-mode subscriptions under backpressure.", wsStat(func() int64 { return w.Stats().Dropped }))
+	counter("kedge_slow_consumer_disconnects_total", "Connections closed because they read too slowly.", wsStat(func() int64 { return w.Stats().SlowClosed }))
+	counter("kedge_publishes_total", "Client publishes handed to Kafka.", wsStat(func() int64 { return w.Stats().Published }))
+	counter("kedge_publish_errors_total", "Client publishes that failed.", wsStat(func() int64 { return w.Stats().PublishErrors }))
+	counter("kedge_ws_errors_total", "Error frames sent and connections failed.", wsStat(func() int64 { return w.Stats().Errors }))
+
+	src, hub := s.source, s.hub
+	counter("kedge_messages_in_total", "Records consumed from Kafka.", wsStat(func() int64 { return src.Stats().Records }))
+	counter("kedge_kafka_unaddressable_total", "Records whose key is no valid subject (not delivered).", wsStat(func() int64 { return src.Stats().Unaddressable }))
+	counter("kedge_kafka_fetch_errors_total", "Kafka fetch errors.", wsStat(func() int64 { return src.Stats().FetchErrors }))
+	gauge("kedge_kafka_consumer_lag", "Records behind the high watermark, summed over partitions.", wsStat(func() int64 { return src.Stats().Lag }))
+	gauge("kedge_kafka_partitions", "Partitions consumed with a known lag.", wsStat(func() int64 { return src.Stats().Partitions }))
+	gauge("kedge_kafka_ready", "1 while Kafka answers metadata requests.", func() float64 {
+		if src.Ready() {
+			return 1
+		}
+		return 0
+	})
+	gauge("kedge_subjects", "Subjects with subscribers or cached messages.", wsStat(func() int64 { return hub.Stats().Subjects }))
+	gauge("kedge_cache_bytes", "Bytes held by the message cache (estimate).", wsStat(func() int64 { return hub.Stats().CachedBytes }))
+	counter("kedge_cache_evictions_total", "Messages evicted from the cache.", wsStat(func() int64 { return hub.Stats().Evicted }))
+	counter("kedge_dispatched_total", "Messages dispatched by the hub.", wsStat(func() int64 { return hub.Stats().Dispatched }))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kedgehq/kedge/configs"
+	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/kafka"
+	"github.com/kedgehq/kedge/protocols/ws"
+)
+
+func serve(args []string, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := newConfigFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, kopts, err := loadConfig(cf.options())
+	if err != nil {
+		fmt.Fprintf(stderr, "kedge: invalid configuration:\n  %s\n", joinErrorsIndented(err))
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runServer(ctx, cfg, kopts, log); err != nil {
+		log.Error("kedge stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func joinErrorsIndented(err error) string {
+	s := joinErrors(err)
+	out := ""
+	for i, line := range splitLines(s) {
+		if i > 0 {
+			out += "\n  "
+		}
+		out += line
+	}
+	return out
+}
+
+func splitLines(s string) []string {
+	var lines []string
+	start := 0
+	for i := range len(s) {
+		if s[i] == '\n' {
+			lines = append(lines, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(lines, s[start:])
+}
+
+func newLogger(cfg *configs.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	name := cfg.Node.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return slog.New(h).With("node", name)
+}
+
+// server holds the running parts of one kedge node.
+type server struct {
+	cfg      *configs.Config
+	log      *slog.Logger
+	embedded *kafka.Embedded
+	source   *kafka.Source
+	producer *kafka.Producer
+	hub      *core.Hub
+	ws       *ws.Server
+	http     *http.Server
+}
+
+// runServer starts every part, serves until ctx ends, then shuts down in
+// order: stop accepting, answer publishes in flight, flush the producer,
+// close clients with a reason, stop consuming, stop the embedded broker.
+func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, log *slog.Logger) error {
+	s := &server{cfg: cfg, log: log}
+	defer s.close()
+	if err := s.start(kopts); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	s.announce(ln.Addr().String(), kopts)
+
+	srcCtx, stopSource := context.WithCancel(context.Background())
+	srcDone := make(chan struct{})
+	go func() { s.source.Run(srcCtx); close(srcDone) }()
+	go s.expireCache(srcCtx)
+
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- s.http.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-httpErr:
+		stopSource()
+		<-srcDone
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down")
+	s.shutdown(stopSource, srcDone)
+	return nil
+}
+
+func (s *server) start(kopts kafka.Options) error {
+	cfg := s.cfg
+	exposure, err := core.NewExposure(cfg.Kafka.Topics, cfg.Kafka.TopicsRegex)
+	if err != nil {
+		return fmt.Errorf("kafka.topics: %w", err)
+	}
+	if len(kopts.Brokers) == 0 {
+		if err := s.startEmbedded(); err != nil {
+			return err
+		}
+		kopts.Brokers = []string{s.embedded.Addr()}
+	}
+	s.hub = core.NewHub(core.CacheConfig{Size: cfg.Cache.Size, ExpireTime: cfg.Cache.ExpireTime, MaxMemory: cfg.Cache.MaxMemory})
+	var recoverFor time.Duration
+	if cfg.Kafka.RecoverOnStart {
+		recoverFor = cfg.Cache.ExpireTime
+	}
+	s.source, err = kafka.NewSource(kafka.SourceConfig{
+		Options: kopts, Exposure: exposure, Consumers: cfg.Kafka.Consumers,
+		RecoverFor: recoverFor, NewTopicsFrom: cfg.Cache.ExpireTime, Logger: s.log,
+	}, s.hub)
+	if err != nil {
+		return err
+	}
+	s.producer, err = kafka.NewProducer(kopts, cfg.Kafka.Producers, s.source)
+	if err != nil {
+		return err
+	}
+	node := &core.Node{Hub: s.hub, Publisher: s.producer, Source: s.source, Exposure: exposure}
+	s.ws = ws.NewServer(node, ws.Config{
+		MaxPayload: int(cfg.WS.MaxMessageSize), WriteQueueSize: int(cfg.WS.WriteQueueSize),
+		WriteTimeout: cfg.WS.WriteTimeout, PingInterval: cfg.WS.PingInterval, PongTimeout: cfg.WS.PongTimeout,
+		MaxSubscriptions: cfg.WS.MaxSubscriptions, Logger: s.log,
+	})
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if !exposure.All() {
+		return nil
+	}
+	s.log.Warn("every Kafka topic is exposed to clients (development default): set kafka.topics or kafka.topics.regex")
+	return nil
+}
+
+func (s *server) startEmbedded() error {
+	e := s.cfg.Embedded
+	var err error
+	s.embedded, err = kafka.StartEmbedded(kafka.EmbeddedConfig{
+		Listen: e.Listen, DataDir: e.DataDir, Partitions: e.Partitions,
+		RetentionTime: e.RetentionTime, RetentionBytes: e.RetentionBytes, Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Warn("no kafka.bootstrap.servers: started the EMBEDDED Kafka broker, for development only",
+		"kafka", s.embedded.Addr(), "data_dir", e.DataDir)
+	return nil
+}
+
+// announce logs where every listener is, in one line tools can parse.
+func (s *server) announce(httpAddr string, kopts kafka.Options) {
+	kafkaAddr := s.cfg.Kafka.Properties["bootstrap.servers"]
+	if s.embedded != nil {
+		kafkaAddr = s.embedded.Addr()
+	}
+	s.log.Warn("authentication is off: any client may subscribe and publish (development default)")
+	s.log.Info("kedge ready", "version", version, "http", httpAddr,
+		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "kafka", kafkaAddr, "embedded", s.embedded != nil,
+		"consumers", s.cfg.Kafka.Consumers, "producers", s.cfg.Kafka.Producers,
+		"delivery_timeout", kopts.DeliveryTimeout)
+}
+
+func (s *server) expireCache(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.hub.Expire()
+		}
+	}
+}
+
+func (s *server) shutdown(stopSource context.CancelFunc, srcDone <-chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Warn("http shutdown", "err", err)
+	}
+	s.ws.Shutdown(ctx)
+	if err := s.producer.Flush(ctx); err != nil {
+		s.log.Error("producer flush incomplete: some publishes got no acknowledgement", "err", err)
+	}
+	stopSource()
+	<-srcDone
+}
+
+// close releases what start acquired, in reverse order.
+func (s *server) close() {
+	if s.producer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.producer.Close(ctx)
+		cancel()
+	}
+	if s.embedded != nil {
+		s.embedded.Close()
+		s.log.Info("embedded Kafka broker stopped")
+	}
+}

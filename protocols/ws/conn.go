@@ -1,0 +1,286 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/kedgehq/kedge/core"
+)
+
+// conn is one WebSocket client: a core.Subscriber whose read loop runs in the
+// HTTP handler's goroutine.
+type conn struct {
+	srv *Server
+	ws  *websocket.Conn
+	out *writer
+	log *slog.Logger
+
+	ctx    context.Context // canceled when the connection ends
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	subs      map[string]*core.Subscription // by filter name
+	closeOnce sync.Once
+	closedBy  atomic.Pointer[core.Disconnect]
+
+	inflight  chan struct{} // one token per publish awaiting Kafka
+	publishes sync.WaitGroup
+	pinger    *time.Timer
+}
+
+// Deliver implements core.Subscriber: queue the shared frame, or apply the
+// subscription's mode when the queue is full.
+func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
+	var f []byte
+	if snapshot {
+		f = snapshotFrame(m)
+	} else {
+		f = m.Encoded(slot, encoder)
+	}
+	if c.out.push(f, true) {
+		c.srv.stats.delivered.Add(1)
+		return
+	}
+	if sub.Mode == core.Standard {
+		c.srv.stats.dropped.Add(1)
+		return
+	}
+	c.srv.stats.slow.Add(1)
+	c.out.discard()
+	c.Close(core.DisconnectSlow)
+}
+
+// Close implements core.Subscriber: send a close frame with the reason, then
+// close the connection. It never blocks.
+func (c *conn) Close(d core.Disconnect) {
+	c.closeOnce.Do(func() {
+		c.closedBy.Store(&d)
+		c.out.finish(closeFrame(d))
+	})
+}
+
+// serve is the read loop; it returns when the connection ends.
+func (c *conn) serve() {
+	defer c.cleanup()
+	c.ws.SetPingHandler(func(data string) error {
+		c.touch()
+		c.out.push(controlFrame(opPong, []byte(data)), false)
+		return nil
+	})
+	c.ws.SetPongHandler(func(string) error { c.touch(); return nil })
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		c.Close(core.Disconnect{Code: echoCode(code), Reason: ""})
+		return nil
+	})
+	c.touch()
+	c.schedulePing()
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		c.touch()
+		c.srv.stats.received.Add(1)
+		if typ != websocket.TextMessage {
+			c.reply(nil, errf(codeBinaryFrame, "requests are JSON text frames"))
+			continue
+		}
+		c.handle(data)
+	}
+}
+
+// echoCode answers a client's close with the same code where allowed.
+func echoCode(code int) int {
+	if code == websocket.CloseNoStatusReceived || code == websocket.CloseAbnormalClosure {
+		return websocket.CloseNormalClosure
+	}
+	return code
+}
+
+func (c *conn) readFailed(err error) {
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.srv.stats.errors.Add(1)
+		c.Close(core.DisconnectMessageTooBig)
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+	default:
+		c.log.Debug("websocket read ended", "err", err)
+		c.Close(core.Disconnect{Code: websocket.CloseProtocolError, Reason: "read error"})
+	}
+}
+
+// touch extends the read deadline: a client must send something (a pong at
+// least) within ping interval + pong timeout.
+func (c *conn) touch() {
+	cfg := c.srv.cfg
+	_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
+}
+
+func (c *conn) schedulePing() {
+	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, func() {
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.out.push(controlFrame(opPing, nil), false)
+		c.pinger.Reset(c.srv.cfg.PingInterval)
+	})
+}
+
+func (c *conn) cleanup() {
+	c.pinger.Stop()
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.srv.node.Hub.Unsubscribe(s)
+	}
+	c.srv.stats.subscriptions.Add(-int64(len(subs)))
+	c.cancel()
+	c.Close(core.Disconnect{Code: websocket.CloseNormalClosure})
+	c.srv.forget(c)
+}
+
+// reply queues an ack or error frame for a request.
+func (c *conn) reply(id []byte, perr *protoError) {
+	if perr == nil {
+		c.out.push(ackFrame(id, nil), false)
+		return
+	}
+	c.srv.stats.errors.Add(1)
+	c.out.push(errorFrame(id, perr.code, perr.subject, perr.msg), false)
+}
+
+func (c *conn) handle(data []byte) {
+	r, perr := decodeRequest(data)
+	if perr != nil {
+		c.reply(idOf(r), perr)
+		return
+	}
+	id := idOf(r)
+	switch r.Op {
+	case "subscribe":
+		if perr := c.subscribe(r, id); perr != nil {
+			c.reply(id, perr)
+		}
+	case "unsubscribe":
+		c.reply(id, c.unsubscribe(r))
+	case "publish":
+		if perr := c.publish(r, id); perr != nil {
+			c.reply(id, perr)
+		}
+	case "ping":
+		c.out.push(pongFrame(id), false)
+	default:
+		c.reply(id, errf(codeUnknownOp, "unknown op %q: want subscribe, unsubscribe, publish or ping", r.Op))
+	}
+}
+
+// subscribe checks every filter first, so a request is taken whole or not at
+// all; on success it queues the ack itself, before any snapshot.
+func (c *conn) subscribe(r *request, id []byte) *protoError {
+	if len(r.Subjects) == 0 {
+		return errf(codeMissingField, `"subjects" must list at least one subject`)
+	}
+	mode, perr := r.mode()
+	if perr != nil {
+		return perr
+	}
+	filters := make([]core.Filter, 0, len(r.Subjects))
+	for _, s := range r.Subjects {
+		f, err := c.srv.node.ParseFilter(s)
+		if err != nil {
+			return coreError(err, s)
+		}
+		filters = append(filters, f)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fresh := 0
+	for _, f := range filters {
+		if c.subs[f.Name] == nil {
+			fresh++
+		}
+	}
+	if len(c.subs)+fresh > c.srv.cfg.MaxSubscriptions {
+		return errf(codeTooManySubs, "a connection may hold %d subscriptions", c.srv.cfg.MaxSubscriptions)
+	}
+	c.out.push(ackFrame(id, nil), false)
+	opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot}
+	for _, f := range filters {
+		if c.subs[f.Name] != nil {
+			continue
+		}
+		c.subs[f.Name] = c.srv.node.Subscribe(c, f, opts)
+		c.srv.stats.subscriptions.Add(1)
+	}
+	return nil
+}
+
+func (c *conn) unsubscribe(r *request) *protoError {
+	if len(r.Subjects) == 0 {
+		return errf(codeMissingField, `"subjects" must list at least one subject`)
+	}
+	c.mu.Lock()
+	var gone []*core.Subscription
+	for _, s := range r.Subjects {
+		if sub := c.subs[s]; sub != nil {
+			gone = append(gone, sub)
+			delete(c.subs, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, sub := range gone {
+		c.srv.node.Hub.Unsubscribe(sub)
+	}
+	c.srv.stats.subscriptions.Add(-int64(len(gone)))
+	return nil
+}
+
+// publish hands the message to Kafka in this connection's order; the ack
+// is sent from Kafka's answer. At most MaxInflight publishes wait at once;
+// past that the read loop waits, which slows the client down.
+func (c *conn) publish(r *request, id []byte) *protoError {
+	if r.Subject == "" {
+		return errf(codeMissingField, `"subject" is required`)
+	}
+	subj, err := c.srv.node.ParseSubject(r.Subject)
+	if err != nil {
+		return coreError(err, r.Subject)
+	}
+	payload, perr := r.payload()
+	if perr != nil {
+		return perr
+	}
+	if max := c.srv.cfg.MaxPayload; len(payload) > max {
+		return &protoError{code: codePayloadTooLarge, subject: r.Subject,
+			msg: fmt.Sprintf("payload is %d bytes; the limit is %d", len(payload), max)}
+	}
+	select {
+	case c.inflight <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil
+	}
+	c.publishes.Add(1)
+	c.srv.stats.published.Add(1)
+	pub := core.Publication{Subject: subj, Payload: payload, Headers: r.headers()}
+	c.srv.node.PublishAsync(context.WithoutCancel(c.ctx), pub, func(pos core.Position, err error) {
+		defer c.publishes.Done()
+		<-c.inflight
+		if err != nil {
+			c.srv.stats.publishErrors.Add(1)
+			c.reply(id, coreError(err, r.Subject))
+			return
+		}
+		c.out.push(ackFrame(id, &pos), false)
+	})
+	return nil
+}

@@ -1,0 +1,262 @@
+package ws
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kedgehq/kedge/core"
+)
+
+// WebSocket opcodes (RFC 6455 §5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// maxHeader is the longest server frame header: 2 bytes + 8 of length.
+const maxHeader = 10
+
+// appendFrameHeader appends an unmasked, final frame header.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+}
+
+// frame wraps a payload built after a reserved header space into a complete
+// frame: build writes the body after maxHeader bytes, and frame moves the
+// header into place so that the result is one contiguous slice.
+func frame(op byte, build func([]byte) []byte) []byte {
+	buf := build(make([]byte, maxHeader, 256))
+	n := len(buf) - maxHeader
+	hdr := appendFrameHeader(make([]byte, 0, maxHeader), op, n)
+	start := maxHeader - len(hdr)
+	copy(buf[start:], hdr)
+	return buf[start:]
+}
+
+func controlFrame(op byte, payload []byte) []byte {
+	return append(appendFrameHeader(nil, op, len(payload)), payload...)
+}
+
+func closeFrame(d core.Disconnect) []byte {
+	reason := d.Reason
+	if len(reason) > 120 { // a control frame's payload is at most 125 bytes
+		reason = reason[:120]
+	}
+	p := binary.BigEndian.AppendUint16(nil, uint16(d.Code))
+	return controlFrame(opClose, append(p, reason...))
+}
+
+// messageEncoder encodes the live (non-snapshot) message frame, once per
+// message, into the slot all WebSocket connections share.
+type messageEncoder struct{}
+
+var (
+	slot    = core.NewEncodingSlot()
+	encoder messageEncoder
+)
+
+func (messageEncoder) Encode(m *core.Message) []byte {
+	return frame(opText, func(b []byte) []byte { return appendMessage(b, m, false) })
+}
+
+// snapshotFrame encodes a message marked as a snapshot (not shared: rare).
+func snapshotFrame(m *core.Message) []byte {
+	return frame(opText, func(b []byte) []byte { return appendMessage(b, m, true) })
+}
+
+// appendMessage writes the JSON "message" object of docs/protocol-ws.md.
+func appendMessage(b []byte, m *core.Message, snapshot bool) []byte {
+	b = append(b, `{"op":"message","subject":`...)
+	b = appendString(b, m.Subject)
+	b = appendPayload(b, m.Payload)
+	b = append(b, `,"position":"`...)
+	b = m.Pos.AppendTo(b)
+	b = append(b, `","snapshot":`...)
+	b = strconv.AppendBool(b, snapshot)
+	if !m.Time.IsZero() {
+		b = append(b, `,"time":"`...)
+		b = m.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		b = append(b, '"')
+	}
+	b = appendHeaders(b, m.Headers)
+	return append(b, '}')
+}
+
+// appendPayload writes "payload" for UTF-8 text and "payload_b64" otherwise.
+func appendPayload(b, p []byte) []byte {
+	if utf8.Valid(p) {
+		b = append(b, `,"payload":`...)
+		return appendStringBytes(b, p)
+	}
+	b = append(b, `,"payload_b64":"`...)
+	b = base64.StdEncoding.AppendEncode(b, p)
+	return append(b, '"')
+}
+
+// appendHeaders writes UTF-8 header values in "headers" and others, base64
+// encoded, in "headers_b64". A repeated key keeps its last value.
+func appendHeaders(b []byte, hs []core.Header) []byte {
+	var binary bool
+	b = appendHeaderObject(b, hs, `,"headers":{`, true, &binary)
+	if binary {
+		b = appendHeaderObject(b, hs, `,"headers_b64":{`, false, nil)
+	}
+	return b
+}
+
+func appendHeaderObject(b []byte, hs []core.Header, open string, text bool, sawBinary *bool) []byte {
+	first := true
+	for _, h := range hs {
+		isText := utf8.Valid(h.Value) && utf8.ValidString(h.Key)
+		if !isText && sawBinary != nil {
+			*sawBinary = true
+		}
+		if isText != text || (!text && !utf8.ValidString(h.Key)) {
+			continue
+		}
+		if first {
+			b = append(b, open...)
+			first = false
+		} else {
+			b = append(b, ',')
+		}
+		b = appendString(b, h.Key)
+		b = append(b, ':')
+		if text {
+			b = appendStringBytes(b, h.Value)
+		} else {
+			b = append(b, '"')
+			b = base64.StdEncoding.AppendEncode(b, h.Value)
+			b = append(b, '"')
+		}
+	}
+	if !first {
+		b = append(b, '}')
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string; s must be valid UTF-8.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendStringBytes(b, s []byte) []byte {
+	b = append(b, '"')
+	start := 0
+	for i, c := range s {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// ackFrame, errorFrame, resetFrame and pongFrame are the replies of
+// docs/protocol-ws.md; id is the client's request id as raw JSON.
+func ackFrame(id []byte, pos *core.Position) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"ack"`...)
+		b = appendID(b, id)
+		if pos != nil {
+			b = append(b, `,"position":"`...)
+			b = pos.AppendTo(b)
+			b = append(b, '"')
+		}
+		return append(b, '}')
+	})
+}
+
+func errorFrame(id []byte, code, subject, msg string) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"error"`...)
+		b = appendID(b, id)
+		b = append(b, `,"code":`...)
+		b = appendString(b, code)
+		if subject != "" {
+			b = append(b, `,"subject":`...)
+			b = appendString(b, validUTF8(subject))
+		}
+		b = append(b, `,"message":`...)
+		b = appendString(b, validUTF8(msg))
+		return append(b, '}')
+	})
+}
+
+func pongFrame(id []byte) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"pong"`...)
+		b = appendID(b, id)
+		return append(b, '}')
+	})
+}
+
+func appendID(b, id []byte) []byte {
+	if len(id) == 0 {
+		return b
+	}
+	b = append(b, `,"id":`...)
+	return append(b, id...)
+}
+
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strconv.QuoteToASCII(s)
+}
+
+// now is replaceable in tests.
+var now = time.Now

@@ -1,0 +1,203 @@
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/kedgehq/kedge/core"
+)
+
+// Config tunes the WebSocket endpoint. The zero value of a field means its default.
+type Config struct {
+	// MaxPayload bounds a published payload in bytes (default 64 KiB); a
+	// larger one gets a payload_too_large error and the connection stays.
+	MaxPayload int
+	// WriteQueueSize bounds the bytes queued for one connection (default 1 MiB).
+	WriteQueueSize int
+	// WriteTimeout bounds one write to the client (default 10s).
+	WriteTimeout time.Duration
+	// PingInterval is how often the server pings (default 25s).
+	PingInterval time.Duration
+	// PongTimeout is how long after a ping the client may stay silent (default 10s).
+	PongTimeout time.Duration
+	// MaxSubscriptions bounds the subscriptions of one connection (default 1000).
+	MaxSubscriptions int
+	// MaxInflight bounds the publishes of one connection awaiting Kafka (default 64).
+	MaxInflight int
+	Logger      *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxPayload, 64<<10)
+	def(&c.WriteQueueSize, 1<<20)
+	def(&c.MaxSubscriptions, 1000)
+	def(&c.MaxInflight, 64)
+	defDur(&c.WriteTimeout, 10*time.Second)
+	defDur(&c.PingInterval, 25*time.Second)
+	defDur(&c.PongTimeout, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// frameLimit is the largest client frame read: a payload at the limit,
+// base64 encoded, plus room for the subject, headers and JSON around it.
+func (c Config) frameLimit() int64 { return int64(c.MaxPayload)*4/3 + 64<<10 }
+
+// Server serves the WebSocket protocol. It is an http.Handler.
+type Server struct {
+	node     *core.Node
+	cfg      Config
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining bool
+
+	stats stats
+}
+
+type stats struct {
+	connections, accepted              atomic.Int64
+	subscriptions                      atomic.Int64
+	received, delivered, dropped, slow atomic.Int64
+	published, publishErrors, errors   atomic.Int64
+}
+
+// NewServer returns a WebSocket server over node.
+func NewServer(node *core.Node, cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{
+		node:  node,
+		cfg:   cfg,
+		conns: make(map[*conn]struct{}),
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout: 10 * time.Second,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  256, // gorilla writes only the handshake and rare control frames
+			// Origins are not restricted yet: kedge has no authentication, so
+			// a page from any origin can do no more than any other client.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+}
+
+// ServeHTTP upgrades the request and runs the connection until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		srv: s, ws: ws, ctx: ctx, cancel: cancel,
+		log:      s.cfg.Logger.With("remote", r.RemoteAddr),
+		subs:     make(map[string]*core.Subscription),
+		inflight: make(chan struct{}, s.cfg.MaxInflight),
+	}
+	c.out = &writer{nc: ws.NetConn(), limit: s.cfg.WriteQueueSize, timeout: s.cfg.WriteTimeout,
+		onError: func(err error) {
+			s.stats.errors.Add(1)
+			c.log.Debug("websocket write failed", "err", err)
+		}}
+	ws.SetReadLimit(s.cfg.frameLimit())
+	if !s.track(c) {
+		c.Close(core.DisconnectShutdown)
+		return
+	}
+	c.serve()
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.stats.connections.Add(1)
+	s.stats.accepted.Add(1)
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.stats.connections.Add(-1)
+	}
+}
+
+// Shutdown refuses new connections, waits (bounded by ctx) for the
+// publishes in flight to get Kafka's answer to their clients, then closes
+// every connection with DisconnectShutdown.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		waitGroup(ctx, &c.publishes)
+		c.Close(core.DisconnectShutdown)
+	}
+	for _, c := range conns { // let the close frames go out
+		for c.out.queued() > 0 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Stats are the WebSocket server's counters for metrics.
+type Stats struct {
+	Connections   int64 // open now
+	Accepted      int64 // since start
+	Subscriptions int64 // held now
+	Received      int64 // client frames
+	Delivered     int64 // messages queued to clients
+	Dropped       int64 // messages dropped for standard-mode subscriptions
+	SlowClosed    int64 // connections closed as slow consumers
+	Published     int64 // publishes handed to Kafka
+	PublishErrors int64 // publishes that failed
+	Errors        int64 // error frames sent and failed connections
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	return Stats{
+		Connections: st.connections.Load(), Accepted: st.accepted.Load(),
+		Subscriptions: st.subscriptions.Load(), Received: st.received.Load(),
+		Delivered: st.delivered.Load(), Dropped: st.dropped.Load(), SlowClosed: st.slow.Load(),
+		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Errors: st.errors.Load(),
+	}
+}
