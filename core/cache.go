@@ -34,7 +34,7 @@ func (c CacheConfig) withDefaults() CacheConfig {
 type entry struct {
 	msg          *Message
 	st           *subjectState
-	added        int64 // unix nanoseconds, for expiry
+	added        int64 // arrival, unix nanoseconds, for expiry
 	sPrev, sNext *entry
 	fPrev, fNext *entry
 }
@@ -95,11 +95,9 @@ func (f *fifo) unlink(e *entry) {
 
 // appendMsg adds msg as the newest of st and links it into the shard fifo.
 func (sh *shard) appendMsg(st *subjectState, msg *Message, now int64) {
-	added := now
-	if t := msg.Time.UnixNano(); t < now && !msg.Time.IsZero() {
-		added = t // read back from Kafka: it has aged already
-	}
-	e := &entry{msg: msg, st: st, added: added, sPrev: st.newest}
+	// Arrival time keeps the fifo in expiry order; a message read back from
+	// Kafka that is older than it looks is hidden by Hub.fresh when served.
+	e := &entry{msg: msg, st: st, added: now, sPrev: st.newest}
 	if st.newest != nil {
 		st.newest.sNext = e
 	} else {

@@ -128,7 +128,9 @@ func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscrip
 		sub.seenLive = make(map[string]struct{})
 		sub.snapshotting.Store(true)
 	}
-	h.topicPatterns(f.Topic, true).insert(sub)
+	for !h.topicPatterns(f.Topic, true).insert(sub) {
+		// The trie was emptied and dropped meanwhile; the next one is fresh.
+	}
 	if opts.Snapshot {
 		h.sendPatternSnapshots(sub)
 	}
@@ -164,9 +166,8 @@ func (h *Hub) sendPatternSnapshots(sub *Subscription) {
 		sh := &h.shards[i]
 		sh.mu.Lock()
 		for st := range sh.byTopic[f.Topic] {
-			m := h.fresh(st.latest())
-			if m != nil && f.Matches(st.key, st.hasKey) && sub.snapshotWanted(st.name) {
-				sub.Subscriber.Deliver(sub, m, true)
+			if m := h.fresh(st.latest()); m != nil && f.Matches(st.key, st.hasKey) {
+				sub.deliverSnapshot(st.name, m)
 			}
 		}
 		sh.mu.Unlock()
@@ -189,7 +190,9 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	sub.mu.Unlock()
 	h.subscriptions.Add(-1)
 	if sub.Filter.Wildcard {
-		h.topicPatterns(sub.Filter.Topic, true).remove(sub)
+		if tp := h.topicPatterns(sub.Filter.Topic, false); tp != nil && tp.remove(sub) {
+			h.patterns.CompareAndDelete(sub.Filter.Topic, tp)
+		}
 		return
 	}
 	sh := h.shardOf(sub.Filter.Subject.Name)

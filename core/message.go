@@ -41,7 +41,7 @@ func (p Position) AppendTo(b []byte) []byte {
 func ParsePosition(tok string) (Position, error) {
 	e, rest, ok1 := strings.Cut(tok, "-")
 	p, o, ok2 := strings.Cut(rest, "-")
-	if !ok1 || !ok2 {
+	if !ok1 || !ok2 || !canonicalNumber(e) || !canonicalNumber(p) || !canonicalNumber(o) {
 		return Position{}, fmt.Errorf("%w %q", ErrBadPosition, tok)
 	}
 	epoch, err1 := strconv.ParseUint(e, 10, 32)
@@ -51,6 +51,20 @@ func ParsePosition(tok string) (Position, error) {
 		return Position{}, fmt.Errorf("%w %q", ErrBadPosition, tok)
 	}
 	return Position{Epoch: uint32(epoch), Partition: int32(part), Offset: off}, nil
+}
+
+// canonicalNumber accepts only the digits Position.String writes: no sign,
+// no leading zero, so each position has exactly one token.
+func canonicalNumber(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Header is one Kafka record header.

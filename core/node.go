@@ -107,12 +107,13 @@ func NewExposure(topics []string, regex string) (*Exposure, error) {
 // All reports whether every topic is exposed.
 func (e *Exposure) All() bool { return e.names == nil && e.re == nil }
 
-// Exposed reports whether clients may use topic.
+// Exposed reports whether clients may use topic. A nil Exposure exposes
+// every topic but Kafka's internal ones.
 func (e *Exposure) Exposed(topic string) bool {
 	if strings.HasPrefix(topic, "__") {
 		return false
 	}
-	if e.All() {
+	if e == nil || e.All() {
 		return true
 	}
 	if _, ok := e.names[topic]; ok {

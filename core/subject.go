@@ -37,7 +37,11 @@ type SubjectError struct {
 func (e *SubjectError) Error() string {
 	s := e.Subject
 	if len(s) > 64 {
-		s = s[:64] + "…"
+		cut := 64
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut-- // never split a character
+		}
+		s = s[:cut] + "…"
 	}
 	return fmt.Sprintf("invalid subject %q: %v", s, e.Err)
 }

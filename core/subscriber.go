@@ -79,10 +79,14 @@ func (s *Subscription) noteLive(subject string) {
 	s.mu.Unlock()
 }
 
-// snapshotWanted reports whether subject still needs its snapshot.
-func (s *Subscription) snapshotWanted(subject string) bool {
+// deliverSnapshot delivers m as subject's snapshot unless the subject already
+// got a live message or the subscription is gone. Holding s.mu across Deliver
+// (which never blocks) means Unsubscribe, once returned, sees no snapshot.
+func (s *Subscription) deliverSnapshot(subject string, m *Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, seen := s.seenLive[subject]
-	return !seen && !s.removed
+	if _, seen := s.seenLive[subject]; seen || s.removed {
+		return
+	}
+	s.Subscriber.Deliver(s, m, true)
 }

@@ -11,6 +11,9 @@ import (
 type topicPatterns struct {
 	mu   sync.RWMutex
 	root trieNode
+	// dead is set when the last pattern left and the trie was dropped from
+	// the Hub; an insert that finds it dead must fetch a new trie.
+	dead bool
 }
 
 type trieNode struct {
@@ -24,21 +27,26 @@ func (n *trieNode) isEmpty() bool {
 	return len(n.children) == 0 && n.plus == nil && len(n.hash) == 0 && len(n.exact) == 0
 }
 
-func (tp *topicPatterns) insert(sub *Subscription) {
+// insert adds sub; it returns false, adding nothing, when the trie is dead.
+func (tp *topicPatterns) insert(sub *Subscription) bool {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
+	if tp.dead {
+		return false
+	}
 	n := &tp.root
 	segs := sub.Filter.segs
 	for i, seg := range segs {
 		if seg == "#" {
 			n.hash = append(n.hash, sub)
-			return
+			return true
 		}
 		n = n.child(seg, true)
 		if i == len(segs)-1 {
 			n.exact = append(n.exact, sub)
 		}
 	}
+	return true
 }
 
 func (n *trieNode) child(seg string, create bool) *trieNode {
@@ -59,11 +67,15 @@ func (n *trieNode) child(seg string, create bool) *trieNode {
 	return c
 }
 
-// remove deletes sub and prunes the nodes it leaves empty.
-func (tp *topicPatterns) remove(sub *Subscription) {
+// remove deletes sub and prunes the nodes it leaves empty. When the trie is
+// left empty it is marked dead and remove returns true: the caller drops it,
+// so a topic's trie lives only while the topic has pattern subscriptions.
+func (tp *topicPatterns) remove(sub *Subscription) bool {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
 	tp.root.remove(sub, sub.Filter.segs)
+	tp.dead = tp.root.isEmpty()
+	return tp.dead
 }
 
 func (n *trieNode) remove(sub *Subscription, segs []string) {
