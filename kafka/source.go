@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -52,6 +53,7 @@ type Source struct {
 	started bool // first successful discovery done
 
 	ready         atomic.Bool
+	recovery      recovery
 	records       atomic.Int64
 	unaddressable atomic.Int64
 	fetchErrors   atomic.Int64
@@ -156,8 +158,12 @@ func (s *Source) Refresh(ctx context.Context) error {
 	}
 }
 
-// Ready reports whether the last metadata request to Kafka succeeded.
-func (s *Source) Ready() bool { return s.ready.Load() }
+// Ready reports whether the last metadata request to Kafka succeeded and
+// the recover-on-start read-back, if any, has caught up.
+func (s *Source) Ready() bool { return s.ready.Load() && s.recovery.isDone() }
+
+// Recovered reports whether the recover-on-start read-back has caught up.
+func (s *Source) Recovered() bool { return s.recovery.isDone() }
 
 // discover is the discovery loop: metadata on a timer, on Watch and on Refresh.
 func (s *Source) discover(ctx context.Context) {
@@ -206,7 +212,31 @@ func (s *Source) discoverOnce(ctx context.Context) error {
 	first := !s.started
 	s.started = true
 	s.apply(topics, first)
+	if first {
+		s.beginRecovery(ctx)
+	}
 	return nil
+}
+
+// beginRecovery starts tracking the recover-on-start read-back.
+func (s *Source) beginRecovery(ctx context.Context) {
+	if s.cfg.RecoverFor <= 0 {
+		s.recovery.finish()
+		return
+	}
+	names := make([]string, 0, len(s.topics))
+	for name := range s.topics {
+		names = append(names, name)
+	}
+	since := time.Now().Add(-s.cfg.RecoverFor)
+	if err := s.recovery.begin(ctx, kadm.NewClient(s.clients[0]), names, since); err != nil {
+		s.log.Warn("recover on start: could not list offsets; serving without waiting for the read-back", "err", err)
+		s.recovery.finish()
+		return
+	}
+	if s.recovery.isDone() {
+		s.log.Info("recover on start: nothing to read back", "since", since)
+	}
 }
 
 // metadata asks a broker for every topic. It bypasses franz-go's metadata
@@ -308,6 +338,7 @@ func (s *Source) drop(name string, partitions int, remove []map[string][]int32) 
 		i := s.owner(name, int32(p))
 		remove[i][name] = append(remove[i][name], int32(p))
 		s.lag.Delete(topicPartition{name, int32(p)})
+		s.recovery.forget(topicPartition{name, int32(p)})
 	}
 }
 
@@ -364,6 +395,9 @@ func (s *Source) dispatch(topic string, epoch uint32, fp kgo.FetchPartition) {
 	}
 	s.records.Add(int64(len(fp.Records)))
 	last := fp.Records[len(fp.Records)-1].Offset
+	if s.recovery.consumed(topicPartition{topic, fp.Partition}, last, len(fp.Records)) {
+		s.log.Info("recover on start: caught up", "records", s.recovery.records, "took", time.Since(s.recovery.started))
+	}
 	v, _ := s.lag.LoadOrStore(topicPartition{topic, fp.Partition}, new(atomic.Int64))
 	v.(*atomic.Int64).Store(max(0, fp.HighWatermark-last-1))
 }

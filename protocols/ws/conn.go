@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,11 @@ type conn struct {
 
 	inflight  chan struct{} // one token per publish awaiting Kafka
 	publishes sync.WaitGroup
-	pinger    *time.Timer
+	draining  bool // set by Server.Shutdown under mu: publishes are refused
+
+	pingMu  sync.Mutex
+	pinger  *time.Timer
+	pingOff bool
 }
 
 // Deliver implements core.Subscriber: queue the shared frame, or apply the
@@ -71,7 +76,7 @@ func (c *conn) serve() {
 	defer c.cleanup()
 	c.ws.SetPingHandler(func(data string) error {
 		c.touch()
-		c.out.push(controlFrame(opPong, []byte(data)), false)
+		c.send(controlFrame(opPong, []byte(data)))
 		return nil
 	})
 	c.ws.SetPongHandler(func(string) error { c.touch(); return nil })
@@ -106,7 +111,10 @@ func echoCode(code int) int {
 }
 
 func (c *conn) readFailed(err error) {
+	var ne net.Error
 	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		c.Close(core.DisconnectNoPong)
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.srv.stats.errors.Add(1)
 		c.Close(core.DisconnectMessageTooBig)
@@ -125,17 +133,41 @@ func (c *conn) touch() {
 }
 
 func (c *conn) schedulePing() {
-	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, func() {
-		if c.ctx.Err() != nil {
-			return
-		}
-		c.out.push(controlFrame(opPing, nil), false)
-		c.pinger.Reset(c.srv.cfg.PingInterval)
-	})
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pinger = time.AfterFunc(c.srv.cfg.PingInterval, c.ping)
+}
+
+func (c *conn) ping() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if c.pingOff {
+		return
+	}
+	c.send(controlFrame(opPing, nil))
+	c.pinger.Reset(c.srv.cfg.PingInterval)
+}
+
+func (c *conn) stopPing() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pingOff = true
+	c.pinger.Stop()
+}
+
+// send queues a reply or control frame. These count against the queue
+// limit too: a client that sends requests but never reads its replies is a
+// slow consumer like any other.
+func (c *conn) send(f []byte) {
+	if !c.out.push(f, true) {
+		c.srv.stats.slow.Add(1)
+		c.out.discard()
+		c.Close(core.DisconnectSlow)
+	}
 }
 
 func (c *conn) cleanup() {
-	c.pinger.Stop()
+	c.stopPing()
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -152,11 +184,11 @@ func (c *conn) cleanup() {
 // reply queues an ack or error frame for a request.
 func (c *conn) reply(id []byte, perr *protoError) {
 	if perr == nil {
-		c.out.push(ackFrame(id, nil), false)
+		c.send(ackFrame(id, nil))
 		return
 	}
 	c.srv.stats.errors.Add(1)
-	c.out.push(errorFrame(id, perr.code, perr.subject, perr.msg), false)
+	c.send(errorFrame(id, perr.code, perr.subject, perr.msg))
 }
 
 func (c *conn) handle(data []byte) {
@@ -178,7 +210,7 @@ func (c *conn) handle(data []byte) {
 			c.reply(id, perr)
 		}
 	case "ping":
-		c.out.push(pongFrame(id), false)
+		c.send(pongFrame(id))
 	default:
 		c.reply(id, errf(codeUnknownOp, "unknown op %q: want subscribe, unsubscribe, publish or ping", r.Op))
 	}
@@ -194,35 +226,50 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	if perr != nil {
 		return perr
 	}
-	filters := make([]core.Filter, 0, len(r.Subjects))
-	for _, s := range r.Subjects {
-		f, err := c.srv.node.ParseFilter(s)
-		if err != nil {
-			return coreError(err, s)
-		}
-		filters = append(filters, f)
+	if len(r.Positions) > 0 {
+		return errf(codeUnsupported, `"positions" (resuming from a position) is not supported yet`)
+	}
+	filters, perr := c.parseFilters(r.Subjects)
+	if perr != nil {
+		return perr
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fresh := 0
+	fresh := filters[:0]
 	for _, f := range filters {
 		if c.subs[f.Name] == nil {
-			fresh++
+			fresh = append(fresh, f)
 		}
 	}
-	if len(c.subs)+fresh > c.srv.cfg.MaxSubscriptions {
+	if len(c.subs)+len(fresh) > c.srv.cfg.MaxSubscriptions {
 		return errf(codeTooManySubs, "a connection may hold %d subscriptions", c.srv.cfg.MaxSubscriptions)
 	}
-	c.out.push(ackFrame(id, nil), false)
 	opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot}
-	for _, f := range filters {
-		if c.subs[f.Name] != nil {
-			continue
-		}
+	c.out.hold()
+	for _, f := range fresh {
 		c.subs[f.Name] = c.srv.node.Subscribe(c, f, opts)
 		c.srv.stats.subscriptions.Add(1)
 	}
+	c.out.release(ackFrame(id, nil))
 	return nil
+}
+
+// parseFilters checks every filter of a request, dropping repeats.
+func (c *conn) parseFilters(names []string) ([]core.Filter, *protoError) {
+	filters := make([]core.Filter, 0, len(names))
+	seen := make(map[string]struct{}, len(names))
+	for _, s := range names {
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		f, err := c.srv.node.ParseFilter(s)
+		if err != nil {
+			return nil, coreError(err, s)
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
 }
 
 func (c *conn) unsubscribe(r *request) *protoError {
@@ -269,7 +316,14 @@ func (c *conn) publish(r *request, id []byte) *protoError {
 	case <-c.ctx.Done():
 		return nil
 	}
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		<-c.inflight
+		return coreError(core.ErrShuttingDown, r.Subject)
+	}
 	c.publishes.Add(1)
+	c.mu.Unlock()
 	c.srv.stats.published.Add(1)
 	pub := core.Publication{Subject: subj, Payload: payload, Headers: r.headers()}
 	c.srv.node.PublishAsync(context.WithoutCancel(c.ctx), pub, func(pos core.Position, err error) {
@@ -280,7 +334,7 @@ func (c *conn) publish(r *request, id []byte) *protoError {
 			c.reply(id, coreError(err, r.Subject))
 			return
 		}
-		c.out.push(ackFrame(id, &pos), false)
+		c.send(ackFrame(id, &pos))
 	})
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/kedgehq/kedge/core"
@@ -52,7 +51,11 @@ func controlFrame(op byte, payload []byte) []byte {
 func closeFrame(d core.Disconnect) []byte {
 	reason := d.Reason
 	if len(reason) > 120 { // a control frame's payload is at most 125 bytes
-		reason = reason[:120]
+		cut := 120
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut-- // never split a character
+		}
+		reason = reason[:cut]
 	}
 	p := binary.BigEndian.AppendUint16(nil, uint16(d.Code))
 	return controlFrame(opClose, append(p, reason...))
@@ -204,7 +207,7 @@ func appendStringBytes(b, s []byte) []byte {
 	return append(b, '"')
 }
 
-// ackFrame, errorFrame, resetFrame and pongFrame are the replies of
+// ackFrame, errorFrame and pongFrame are the replies of
 // docs/protocol-ws.md; id is the client's request id as raw JSON.
 func ackFrame(id []byte, pos *core.Position) []byte {
 	return frame(opText, func(b []byte) []byte {
@@ -257,6 +260,3 @@ func validUTF8(s string) string {
 	}
 	return strconv.QuoteToASCII(s)
 }
-
-// now is replaceable in tests.
-var now = time.Now

@@ -20,6 +20,7 @@ const (
 	codeTooManySubs     = "too_many_subscriptions"
 	codeBinaryFrame     = "binary_frame"
 	codePayloadTooLarge = "payload_too_large"
+	codeUnsupported     = "unsupported"
 )
 
 // request is any client frame; which fields count depends on Op.
@@ -33,6 +34,7 @@ type request struct {
 	Headers    map[string]string `json:"headers"`
 	Mode       string            `json:"mode"`
 	Snapshot   *bool             `json:"snapshot"`
+	Positions  map[string]string `json:"positions"`
 }
 
 // protoError is a request that cannot be served; it becomes an error frame.
@@ -54,10 +56,10 @@ func decodeRequest(data []byte) (*request, *protoError) {
 	var r request
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&r); err != nil {
-		return nil, errf(codeInvalidJSON, "frame is not a JSON request object: %v", err)
+		return idOnly(data), errf(codeInvalidJSON, "frame is not a JSON request object: %v", err)
 	}
-	if dec.More() {
-		return nil, errf(codeInvalidJSON, "one JSON object per frame")
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+		return nil, errf(codeInvalidJSON, "one JSON object per frame; found more after it")
 	}
 	if err := checkID(r.ID); err != nil {
 		return &r, err
@@ -66,6 +68,18 @@ func decodeRequest(data []byte) (*request, *protoError) {
 		return &r, errf(codeMissingField, `"op" is required`)
 	}
 	return &r, nil
+}
+
+// idOnly recovers the id of a request whose other fields did not decode
+// (a wrong type, say), so that its error frame still carries the id.
+func idOnly(data []byte) *request {
+	var r struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(data, &r) != nil {
+		return nil
+	}
+	return &request{ID: r.ID}
 }
 
 // checkID accepts a number or a string as the request id, echoed verbatim.

@@ -57,9 +57,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// frameLimit is the largest client frame read: a payload at the limit,
-// base64 encoded, plus room for the subject, headers and JSON around it.
-func (c Config) frameLimit() int64 { return int64(c.MaxPayload)*4/3 + 64<<10 }
+// frameLimit is the largest client frame read: a payload at the limit in
+// its most expanded JSON form (a control character escaped as \u0001 takes
+// six bytes), plus room for the subject, headers and the object around it.
+// Within it, a payload over MaxPayload gets an error and the connection stays.
+func (c Config) frameLimit() int64 { return int64(c.MaxPayload)*6 + 64<<10 }
 
 // Server serves the WebSocket protocol. It is an http.Handler.
 type Server struct {
@@ -119,6 +121,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}}
 	ws.SetReadLimit(s.cfg.frameLimit())
 	if !s.track(c) {
+		cancel()
 		c.Close(core.DisconnectShutdown)
 		return
 	}
@@ -157,6 +160,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		c.draining = true // no publish is accepted after this
+		c.mu.Unlock()
+	}
 	for _, c := range conns {
 		waitGroup(ctx, &c.publishes)
 		c.Close(core.DisconnectShutdown)

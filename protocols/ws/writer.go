@@ -18,7 +18,11 @@ type writer struct {
 	mu      sync.Mutex
 	queue   [][]byte
 	spare   [][]byte
-	bytes   int // queued and being written
+	held    [][]byte // frames pushed while holding, sent by release
+	iov     [][]byte    // the running writer's batch, kept for its capacity
+	bufs    net.Buffers // what WriteTo consumes
+	bytes   int // queued, held and being written
+	holding bool
 	writing bool
 	closed  bool // no more frames accepted
 	closeNC bool // close nc once the queue is drained
@@ -35,12 +39,44 @@ func (w *writer) push(f []byte, bounded bool) bool {
 	if bounded && w.bytes+len(f) > w.limit {
 		return false
 	}
-	w.queue = append(w.queue, f)
 	w.bytes += len(f)
+	if w.holding {
+		w.held = append(w.held, f)
+		return true
+	}
+	w.queue = append(w.queue, f)
 	w.start()
 	return true
 }
 
+// hold makes later pushes wait until release, which sends its own frame
+// first. A subscribe uses it so that its ack precedes the snapshots and live
+// messages of the subscriptions it registers, yet no message can slip
+// between the ack and the subscriptions becoming live.
+func (w *writer) hold() {
+	w.mu.Lock()
+	w.holding = true
+	w.mu.Unlock()
+}
+
+// release queues first and then everything pushed since hold.
+func (w *writer) release(first []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.holding = false
+	held := w.held
+	w.held = nil
+	if w.closed {
+		return
+	}
+	w.bytes += len(first)
+	w.queue = append(append(w.queue, first), held...)
+	w.start()
+}
+
+// start runs the writer goroutine unless it is running. Starting it costs
+// one small allocation, once per wake-up from idle, not per delivery: a busy
+// connection's writer drains many deliveries per wake-up.
 func (w *writer) start() {
 	if !w.writing {
 		w.writing = true
@@ -121,8 +157,12 @@ func (w *writer) write(batch [][]byte) (int, error) {
 	if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return n, err
 	}
-	bufs := net.Buffers(batch)
-	_, err := bufs.WriteTo(w.nc)
+	// Only the one running writer uses iov and bufs. WriteTo consumes bufs
+	// (its slice header moves to the end), so iov keeps the capacity.
+	w.iov = append(w.iov[:0], batch...)
+	w.bufs = w.iov
+	_, err := w.bufs.WriteTo(w.nc)
+	clear(w.iov)
 	return n, err
 }
 

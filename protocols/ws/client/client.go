@@ -28,6 +28,8 @@ type Message struct {
 	Snapshot   bool              `json:"snapshot"`
 	Time       time.Time         `json:"time"`
 	Headers    map[string]string `json:"headers"`
+	// HeadersB64 holds headers whose values are not UTF-8, base64 encoded.
+	HeadersB64 map[string]string `json:"headers_b64"`
 }
 
 // Data returns the payload bytes, whichever way they were sent.
@@ -91,16 +93,19 @@ type frame struct {
 	Snapshot   bool              `json:"snapshot"`
 	Time       time.Time         `json:"time"`
 	Headers    map[string]string `json:"headers"`
+	HeadersB64 map[string]string `json:"headers_b64"`
 }
 
 func (f *frame) message() Message {
 	return Message{Subject: f.Subject, Payload: f.Payload, PayloadB64: f.PayloadB64, Position: f.Position,
-		Snapshot: f.Snapshot, Time: f.Time, Headers: f.Headers}
+		Snapshot: f.Snapshot, Time: f.Time, Headers: f.Headers, HeadersB64: f.HeadersB64}
 }
 
 // Dial connects to a kedge WebSocket URL such as ws://127.0.0.1:8080/v1/ws.
 // handler receives every message of every subscription, one at a time, in
-// the order they arrive; it may be nil for a publish-only client.
+// the order they arrive; it may be nil for a publish-only client. handler
+// runs on the connection's read loop: it must not call the Client (whose
+// replies that loop would have to read) and should return quickly.
 func Dial(ctx context.Context, url string, handler func(Message), opts Options) (*Client, error) {
 	d := opts.Dialer
 	if d == nil {
@@ -192,6 +197,9 @@ func (c *Client) call(ctx context.Context, req map[string]any) (frame, error) {
 	c.mu.Unlock()
 	req["id"] = json.Number(id)
 	if err := c.send(req); err != nil {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
 		return frame{}, err
 	}
 	select {
