@@ -60,6 +60,11 @@ func scalarString(v any) (string, error) {
 		return x, nil
 	case int, int64, float64, bool:
 		return fmt.Sprint(x), nil
+	case time.Time: // YAML reads 2024-01-02 as a date
+		if x.Hour() == 0 && x.Minute() == 0 && x.Second() == 0 && x.Nanosecond() == 0 {
+			return x.Format(time.DateOnly), nil
+		}
+		return x.Format(time.RFC3339Nano), nil
 	}
 	return "", fmt.Errorf("want a string, got %T", v)
 }

@@ -73,23 +73,39 @@ func Load(o Options) (*Config, error) {
 	return build(k.All(), origin)
 }
 
+// loadFile merges a YAML file. Its keys are brought to one spelling first
+// ("cache: {expire: {time: …}}" and "cache: {expire.time: …}" alike), so
+// that a later layer overrides a key however the file nested it.
 func loadFile(k *koanf.Koanf, path string, origin map[string]string) error {
 	f := koanf.New("/")
 	if err := f.Load(file.Provider(path), yaml.Parser()); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	for key := range f.All() {
-		origin[canonical(key)] = "in " + path
+	flat := map[string]any{}
+	var errs []error
+	for key, v := range f.All() {
+		name := canonical(key)
+		if v == nil {
+			continue // an empty value or a section with every key commented out
+		}
+		if _, dup := flat[keyPath(name)]; dup {
+			errs = append(errs, fmt.Errorf("config file %s: key %s is given twice (dotted and nested)", path, name))
+		}
+		flat[keyPath(name)] = v
+		origin[name] = "in " + path
 	}
-	return k.Merge(f)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return k.Load(confmap.Provider(flat, "/"), nil)
 }
 
 // canonical turns a koanf path ("kafka/topics.regex" or "kafka/topics/regex")
 // into the documented key name "kafka.topics.regex".
 func canonical(path string) string { return strings.ReplaceAll(path, "/", ".") }
 
-// path turns a key name into the koanf path: the section, then the rest.
-func path(name string) string {
+// keyPath turns a key name into the koanf path: the section, then the rest.
+func keyPath(name string) string {
 	section, rest, ok := strings.Cut(name, ".")
 	if !ok {
 		return name
@@ -101,7 +117,7 @@ func defaults() map[string]any {
 	m := make(map[string]any, len(Keys))
 	for _, key := range Keys {
 		if key.Kind != Section {
-			m[path(key.Name)] = key.Default
+			m[keyPath(key.Name)] = key.Default
 		}
 	}
 	return m
@@ -123,7 +139,7 @@ func fromEnv(environ []string) (layer, error) {
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
 		key = strings.ReplaceAll(key, "_", ".")
-		l.values[path(key)] = value
+		l.values[keyPath(key)] = value
 		l.origin[key] = "from environment variable " + name
 	}
 	pairs, err := ParseExtraOpts(extra)
@@ -141,7 +157,11 @@ func fromEnv(environ []string) (layer, error) {
 // value may be quoted with ' or " to hold spaces.
 func ParseExtraOpts(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, tok := range splitQuoted(s) {
+	toks, err := splitQuoted(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ExtraOptsEnv, err)
+	}
+	for _, tok := range toks {
 		rest, ok := strings.CutPrefix(tok, "-D")
 		name, value, hasEq := strings.Cut(rest, "=")
 		if !ok || !hasEq || name == "" {
@@ -153,7 +173,7 @@ func ParseExtraOpts(s string) (map[string]string, error) {
 }
 
 // splitQuoted splits on white space, keeping quoted runs (quotes removed).
-func splitQuoted(s string) []string {
+func splitQuoted(s string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
 	var quote rune
@@ -175,10 +195,13 @@ func splitQuoted(s string) []string {
 			inTok = true
 		}
 	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote in %q", quote, cur.String())
+	}
 	if inTok {
 		out = append(out, cur.String())
 	}
-	return out
+	return out, nil
 }
 
 func fromSets(sets []string) (layer, error) {
@@ -188,7 +211,7 @@ func fromSets(sets []string) (layer, error) {
 		if !ok || name == "" {
 			return l, fmt.Errorf("--set %q: want key=value", s)
 		}
-		l.values[path(name)] = value
+		l.values[keyPath(name)] = value
 		l.origin[name] = "from the command line"
 	}
 	return l, nil
@@ -207,6 +230,9 @@ func build(all map[string]any, origin map[string]string) (*Config, error) {
 	var errs []error
 	for _, p := range names {
 		name := canonical(p)
+		if all[p] == nil {
+			continue // null: the key keeps its default
+		}
 		where := origin[name]
 		key, ok := byName[name]
 		if !ok {

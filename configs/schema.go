@@ -61,7 +61,6 @@ type Config struct {
 		Consumers      int
 		Producers      int
 		RecoverOnStart bool
-		PublishTimeout time.Duration
 		// Properties holds Kafka's own property names (bootstrap.servers,
 		// linger.ms, …) as given; the kafka package checks and maps them.
 		Properties map[string]string
@@ -141,9 +140,6 @@ var Keys = []Key{
 	{Name: "kafka.recover.on.start", Kind: Bool, Default: true,
 		Doc: "At start, read back cache.expire.time of every exposed topic so snapshots work at once.",
 		set: func(c *Config, v any) { c.Kafka.RecoverOnStart = v.(bool) }},
-	{Name: "kafka.publish.timeout", Kind: Duration, Default: "15s", Min: int64(time.Millisecond),
-		Doc: "Longest a client publish waits for Kafka's acknowledgement before it fails with kafka_timeout.",
-		set: func(c *Config, v any) { c.Kafka.PublishTimeout = v.(time.Duration) }},
 	{Name: "kafka", Kind: Section, Default: map[string]string{},
 		Doc: "Kafka's own client properties (see docs/configuration.md for the list kedge maps onto franz-go).",
 		set: func(c *Config, v any) { c.Kafka.Properties = v.(map[string]string) }},

@@ -61,20 +61,21 @@ type property struct {
 // unsupported lists Kafka properties kedge recognises but will not take, with
 // the reason given to the user.
 var unsupported = map[string]string{
-	"group.id":                "kedge reads every partition itself and uses no consumer group",
-	"enable.auto.commit":      "kedge commits no offsets",
-	"auto.offset.reset":       "kedge starts at the end, or cache.expire.time back with kafka.recover.on.start",
-	"transactional.id":        "kedge does not produce transactionally",
-	"key.serializer":          "kedge passes keys and values through as bytes",
-	"value.serializer":        "kedge passes keys and values through as bytes",
-	"key.deserializer":        "kedge passes keys and values through as bytes",
-	"value.deserializer":      "kedge passes keys and values through as bytes",
-	"ssl.truststore.location": "Java key stores are not supported; use ssl.ca.location with a PEM file",
-	"ssl.keystore.location":   "Java key stores are not supported; use ssl.certificate.location and ssl.key.location with PEM files",
-	"ssl.truststore.password": "Java key stores are not supported",
-	"ssl.keystore.password":   "Java key stores are not supported",
-	"sasl.oauthbearer.config": "OAUTHBEARER is not supported yet",
-	"max.block.ms":            "kedge never blocks a publish on a full buffer; it fails at once with kafka_busy",
+	"group.id":                              "kedge reads every partition itself and uses no consumer group",
+	"enable.auto.commit":                    "kedge commits no offsets",
+	"auto.offset.reset":                     "kedge starts at the end, or cache.expire.time back with kafka.recover.on.start",
+	"transactional.id":                      "kedge does not produce transactionally",
+	"key.serializer":                        "kedge passes keys and values through as bytes",
+	"value.serializer":                      "kedge passes keys and values through as bytes",
+	"key.deserializer":                      "kedge passes keys and values through as bytes",
+	"value.deserializer":                    "kedge passes keys and values through as bytes",
+	"ssl.truststore.location":               "Java key stores are not supported; use ssl.ca.location with a PEM file",
+	"ssl.keystore.location":                 "Java key stores are not supported; use ssl.certificate.location and ssl.key.location with PEM files",
+	"ssl.truststore.password":               "Java key stores are not supported",
+	"ssl.keystore.password":                 "Java key stores are not supported",
+	"sasl.oauthbearer.config":               "OAUTHBEARER is not supported yet",
+	"max.block.ms":                          "kedge never blocks a publish on a full buffer; it fails at once with kafka_busy",
+	"max.in.flight.requests.per.connection": "franz-go's idempotent producer manages its in-flight requests itself",
 }
 
 // properties maps every Kafka property name kedge accepts onto franz-go.
@@ -155,28 +156,20 @@ var properties = map[string]property{
 		b.producer(kgo.ProducerBatchCompression(c))
 		return nil
 	}},
-	"linger.ms":     {"How long a producer waits to fill a batch.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ProducerLinger(d) }, true)},
-	"batch.size":    {"Largest record batch in bytes.", intOpt(func(n int) kgo.Opt { return kgo.ProducerBatchMaxBytes(int32(n)) }, true)},
-	"buffer.memory": {"Bytes of publishes buffered before new ones fail with kafka_busy.", intOpt(func(n int) kgo.Opt { return kgo.MaxBufferedBytes(n) }, true)},
-	"max.in.flight.requests.per.connection": {"Produce requests in flight per broker (1–5 with idempotence).", func(b *builder, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 5 {
-			return fmt.Errorf("want an integer from 1 to 5 (idempotence), got %q", v)
-		}
-		b.producer(kgo.MaxProduceRequestsInflightPerBroker(n))
-		return nil
-	}},
-	"request.timeout.ms": {"How long a produce request may take at the broker.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ProduceRequestTimeout(d) }, true)},
+	"linger.ms":          {"How long a producer waits to fill a batch.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ProducerLinger(d) }, toProducer)},
+	"batch.size":         {"Largest record batch in bytes.", intOpt(func(n int) kgo.Opt { return kgo.ProducerBatchMaxBytes(int32(n)) }, toProducer)},
+	"buffer.memory":      {"Bytes of publishes buffered before new ones fail with kafka_busy.", intOpt(func(n int) kgo.Opt { return kgo.MaxBufferedBytes(n) }, toProducer)},
+	"request.timeout.ms": {"How long a produce request may take at the broker.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ProduceRequestTimeout(d) }, toProducer)},
 	"delivery.timeout.ms": {"Longest a publish waits for Kafka's acknowledgement (kedge default 15000).", func(b *builder, v string) error {
 		d, err := parseMs(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("want a positive number of milliseconds, got %q", v)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("want at least 1000 milliseconds (franz-go's minimum), got %q", v)
 		}
 		b.opts.DeliveryTimeout = d
 		return nil
 	}},
-	"retries":          {"Produce retries before a publish fails.", intOpt(func(n int) kgo.Opt { return kgo.RecordRetries(n) }, true)},
-	"retry.backoff.ms": {"Wait between retries.", msOpt(func(d time.Duration) kgo.Opt { return kgo.RetryBackoffFn(func(int) time.Duration { return d }) }, false)},
+	"retries":          {"Produce retries before a publish fails.", intOpt(func(n int) kgo.Opt { return kgo.RecordRetries(n) }, toProducer)},
+	"retry.backoff.ms": {"Wait between retries.", msOpt(func(d time.Duration) kgo.Opt { return kgo.RetryBackoffFn(func(int) time.Duration { return d }) }, toCommon)},
 	"partitioner.class": {"default (murmur2 keys, sticky null keys), null-key-zero (null keys all to partition 0, so they are ordered too) or round-robin.", func(b *builder, v string) error {
 		p, err := partitioner(v)
 		if err == nil {
@@ -184,10 +177,10 @@ var properties = map[string]property{
 		}
 		return err
 	}},
-	"fetch.max.bytes":           {"Most bytes one fetch returns.", intOpt(func(n int) kgo.Opt { return kgo.FetchMaxBytes(int32(n)) }, true)},
-	"fetch.min.bytes":           {"Fewest bytes a fetch waits for.", intOpt(func(n int) kgo.Opt { return kgo.FetchMinBytes(int32(n)) }, true)},
-	"fetch.max.wait.ms":         {"Longest a fetch waits for fetch.min.bytes.", msOpt(func(d time.Duration) kgo.Opt { return kgo.FetchMaxWait(d) }, true)},
-	"max.partition.fetch.bytes": {"Most bytes per partition in one fetch.", intOpt(func(n int) kgo.Opt { return kgo.FetchMaxPartitionBytes(int32(n)) }, true)},
+	"fetch.max.bytes":           {"Most bytes one fetch returns.", intOpt(func(n int) kgo.Opt { return kgo.FetchMaxBytes(int32(n)) }, toConsumer)},
+	"fetch.min.bytes":           {"Fewest bytes a fetch waits for.", intOpt(func(n int) kgo.Opt { return kgo.FetchMinBytes(int32(n)) }, toConsumer)},
+	"fetch.max.wait.ms":         {"Longest a fetch waits for fetch.min.bytes.", msOpt(func(d time.Duration) kgo.Opt { return kgo.FetchMaxWait(d) }, toConsumer)},
+	"max.partition.fetch.bytes": {"Most bytes per partition in one fetch.", intOpt(func(n int) kgo.Opt { return kgo.FetchMaxPartitionBytes(int32(n)) }, toConsumer)},
 	"isolation.level": {"read_uncommitted (default) or read_committed.", func(b *builder, v string) error {
 		switch v {
 		case "read_uncommitted":
@@ -208,8 +201,8 @@ var properties = map[string]property{
 		b.common(kgo.MetadataMaxAge(d), kgo.MetadataMinAge(min(d, 5*time.Second)))
 		return nil
 	}},
-	"socket.connection.setup.timeout.ms": {"Dial timeout.", msOpt(func(d time.Duration) kgo.Opt { return kgo.DialTimeout(d) }, false)},
-	"connections.max.idle.ms":            {"Idle connections are closed after this.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ConnIdleTimeout(d) }, false)},
+	"socket.connection.setup.timeout.ms": {"Dial timeout.", msOpt(func(d time.Duration) kgo.Opt { return kgo.DialTimeout(d) }, toCommon)},
+	"connections.max.idle.ms":            {"Idle connections are closed after this.", msOpt(func(d time.Duration) kgo.Opt { return kgo.ConnIdleTimeout(d) }, toCommon)},
 }
 
 // PropertyNames lists the Kafka property names kedge maps, sorted.
@@ -237,32 +230,44 @@ func parseMs(v string) (time.Duration, error) {
 	return time.Duration(n) * time.Millisecond, nil
 }
 
-func msOpt(opt func(time.Duration) kgo.Opt, producer bool) func(*builder, string) error {
+// target says which clients an option goes to.
+type target int
+
+const (
+	toCommon target = iota
+	toProducer
+	toConsumer
+)
+
+func (b *builder) add(t target, o kgo.Opt) {
+	switch t {
+	case toProducer:
+		b.producer(o)
+	case toConsumer:
+		b.consumer(o)
+	default:
+		b.common(o)
+	}
+}
+
+func msOpt(opt func(time.Duration) kgo.Opt, t target) func(*builder, string) error {
 	return func(b *builder, v string) error {
 		d, err := parseMs(v)
 		if err != nil {
 			return err
 		}
-		if producer {
-			b.producer(opt(d))
-		} else {
-			b.common(opt(d))
-		}
+		b.add(t, opt(d))
 		return nil
 	}
 }
 
-func intOpt(opt func(int) kgo.Opt, producer bool) func(*builder, string) error {
+func intOpt(opt func(int) kgo.Opt, t target) func(*builder, string) error {
 	return func(b *builder, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || n < 0 {
-			return fmt.Errorf("want a non-negative integer, got %q", v)
+			return fmt.Errorf("want a non-negative integer below 2^31, got %q", v)
 		}
-		if producer {
-			b.producer(opt(n))
-		} else {
-			b.consumer(opt(n))
-		}
+		b.add(t, opt(int(n)))
 		return nil
 	}
 }
@@ -304,14 +309,52 @@ func ParseProperties(props map[string]string) (Options, error) {
 			errs = append(errs, fmt.Errorf("kafka.%s: %w (see docs/configuration.md for the supported list)", name, ErrUnknownProperty))
 			continue
 		}
+		before := b.opts
 		if err := p.apply(b, v); err != nil {
 			errs = append(errs, fmt.Errorf("kafka.%s: %w", name, err))
+			continue
+		}
+		if err := b.opts.addedSince(before).validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.%s=%s: %w", name, v, err))
 		}
 	}
 	if err := b.security(); err != nil {
 		errs = append(errs, err)
 	}
+	if len(errs) == 0 {
+		if err := b.opts.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka: the properties together: %w", err))
+		}
+	}
 	return b.opts, errors.Join(errs...)
+}
+
+// addedSince returns only the options added after before was taken.
+func (o Options) addedSince(before Options) Options {
+	return Options{
+		Common:   o.Common[len(before.Common):],
+		Producer: o.Producer[len(before.Producer):],
+		Consumer: o.Consumer[len(before.Consumer):],
+	}
+}
+
+// validate builds (and at once closes) a producer and a consumer client with
+// the options, so that every value franz-go would refuse at start is
+// reported by `kedge config check` too. Building a client does not connect.
+func (o Options) validate() error {
+	seeds := o.Brokers
+	if len(seeds) == 0 {
+		seeds = []string{"127.0.0.1:9092"} // a placeholder: nothing is dialled
+	}
+	for _, extra := range [][]kgo.Opt{o.Producer, o.Consumer} {
+		opts := append(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, o.Common...), extra...)
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("franz-go refuses it: %w", err)
+		}
+		cl.Close()
+	}
+	return nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -337,11 +380,11 @@ func (b *builder) security() error {
 			return err
 		}
 		b.common(kgo.DialTLSConfig(tc))
-	} else if b.caFile != "" || b.certFile != "" {
+	} else if b.caFile != "" || b.certFile != "" || b.keyFile != "" {
 		return errors.New("kafka.ssl.*: set security.protocol to SSL or SASL_SSL to use TLS")
 	}
 	if !useSASL {
-		if b.mechanism != "" || b.user != "" {
+		if b.mechanism != "" || b.user != "" || b.pass != "" {
 			return errors.New("kafka.sasl.*: set security.protocol to SASL_PLAINTEXT or SASL_SSL to use SASL")
 		}
 		return nil
@@ -355,8 +398,8 @@ func (b *builder) security() error {
 }
 
 func (b *builder) saslMechanism() (sasl.Mechanism, error) {
-	if b.user == "" {
-		return nil, errors.New("kafka.sasl.username (or sasl.jaas.config) is required with SASL")
+	if b.user == "" || b.pass == "" {
+		return nil, errors.New("kafka.sasl.username and kafka.sasl.password (or sasl.jaas.config) are required with SASL")
 	}
 	switch b.mechanism {
 	case "", "PLAIN":

@@ -18,10 +18,10 @@ type writer struct {
 	mu      sync.Mutex
 	queue   [][]byte
 	spare   [][]byte
-	held    [][]byte // frames pushed while holding, sent by release
+	held    [][]byte    // frames pushed while holding, sent by release
 	iov     [][]byte    // the running writer's batch, kept for its capacity
 	bufs    net.Buffers // what WriteTo consumes
-	bytes   int // queued, held and being written
+	bytes   int         // queued, held and being written
 	holding bool
 	writing bool
 	closed  bool // no more frames accepted
