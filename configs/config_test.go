@@ -30,6 +30,7 @@ func defaultConfig() *Config {
 	c.WS.PingInterval = 25 * time.Second
 	c.WS.PongTimeout = 10 * time.Second
 	c.WS.MaxSubscriptions = 1000
+	c.WS.MaxInflight = 64
 	c.Cache.Size = 1000
 	c.Cache.ExpireTime = 180 * time.Second
 	c.Cache.MaxMemory = 256 << 20
@@ -62,6 +63,7 @@ func fields(c *Config) map[string]any {
 		"ws.ping.interval":         c.WS.PingInterval,
 		"ws.pong.timeout":          c.WS.PongTimeout,
 		"ws.max.subscriptions":     c.WS.MaxSubscriptions,
+		"ws.max.inflight":          c.WS.MaxInflight,
 		"cache.size":               c.Cache.Size,
 		"cache.expire.time":        c.Cache.ExpireTime,
 		"cache.max.memory":         c.Cache.MaxMemory,

@@ -49,6 +49,7 @@ type Config struct {
 		PingInterval     time.Duration
 		PongTimeout      time.Duration
 		MaxSubscriptions int
+		MaxInflight      int
 	}
 	Cache struct {
 		Size       int
@@ -114,6 +115,9 @@ var Keys = []Key{
 	{Name: "ws.max.subscriptions", Kind: Int, Default: 1000, Min: 1,
 		Doc: "Most subscriptions one connection may hold.",
 		set: func(c *Config, v any) { c.WS.MaxSubscriptions = v.(int) }},
+	{Name: "ws.max.inflight", Kind: Int, Default: 64, Min: 1,
+		Doc: "Most publishes of one connection waiting for Kafka; past it the server stops reading that connection until one is answered.",
+		set: func(c *Config, v any) { c.WS.MaxInflight = v.(int) }},
 
 	{Name: "cache.size", Kind: Int, Default: 1000, Min: 1,
 		Doc: "Messages kept per subject for snapshots and recovery.",

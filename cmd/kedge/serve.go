@@ -160,7 +160,7 @@ func (s *server) start(kopts kafka.Options) error {
 	s.ws = ws.NewServer(node, ws.Config{
 		MaxPayload: int(cfg.WS.MaxMessageSize), WriteQueueSize: int(cfg.WS.WriteQueueSize),
 		WriteTimeout: cfg.WS.WriteTimeout, PingInterval: cfg.WS.PingInterval, PongTimeout: cfg.WS.PongTimeout,
-		MaxSubscriptions: cfg.WS.MaxSubscriptions, Logger: s.log,
+		MaxSubscriptions: cfg.WS.MaxSubscriptions, MaxInflight: cfg.WS.MaxInflight, Logger: s.log,
 	})
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if !exposure.All() {

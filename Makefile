@@ -1,0 +1,43 @@
+# kedge — `make run` starts kedge on its embedded Kafka; `make test` runs every test.
+GO       ?= go
+BIN      := bin/kedge
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+
+.PHONY: all deps build run test lint bench fuzz clean
+
+all: build
+
+deps:
+	./.ci/deps
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kedge
+
+# Development server: embedded Kafka on 127.0.0.1:9092, data in ./kedge-data.
+run: build
+	./$(BIN) serve $(ARGS)
+
+test: deps
+	$(GO) test -race -count=1 ./...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) run $(GOLANGCI) run ./...
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./core/ ./protocols/...
+
+# Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin kedge-data
