@@ -339,3 +339,19 @@ func TestMetrics(t *testing.T) {
 	}
 	_ = json.Valid
 }
+
+// With kafka.topics.regex, a matching topic created after start is picked up
+// (a subscriber waiting on it gets its records); others stay unexposed.
+func TestTopicsRegexPicksUpNewTopics(t *testing.T) {
+	n := startKedge(t, "kafka.topics.regex=fleet-.*", "kafka.metadata.max.age.ms=500")
+	c := dialWS(t, n.WS())
+	c.subscribe("/fleet-new/v1") // the topic does not exist yet
+	produce(t, kafkaClient(t, n.Kafka), &kgo.Record{Topic: "fleet-new", Key: []byte("v1"), Value: []byte("created later")})
+	if m := c.expect("message", 0); m["subject"] != "/fleet-new/v1" || m["payload"] != "created later" {
+		t.Fatalf("got %v", m)
+	}
+	id := c.send(map[string]any{"op": "subscribe", "subjects": []string{"/other/v1"}})
+	if m := c.expect("error", id); m["code"] != "not_exposed" {
+		t.Fatalf("got %v", m)
+	}
+}

@@ -50,7 +50,8 @@ type Source struct {
 	epochs  sync.Map               // topic → uint32, for readers
 	wake    chan struct{}
 	refresh chan chan error
-	started bool // first successful discovery done
+	started bool      // first successful discovery done
+	since   time.Time // where recover-on-start reads back from
 
 	ready         atomic.Bool
 	recovery      recovery
@@ -211,24 +212,35 @@ func (s *Source) discoverOnce(ctx context.Context) error {
 	}
 	first := !s.started
 	s.started = true
-	s.apply(topics, first)
 	if first {
-		s.beginRecovery(ctx)
+		// Offsets are listed before any partition is consumed, so the
+		// read-back cannot finish before its targets are known; apply then
+		// starts the partitions from the same point in time.
+		s.since = time.Now().Add(-s.cfg.RecoverFor)
+		s.beginRecovery(ctx, s.exposed(topics))
 	}
+	s.apply(topics, first)
 	return nil
 }
 
+// exposed lists the topics of a metadata response that clients may use.
+func (s *Source) exposed(topics map[string]topicDetail) []string {
+	var names []string
+	for name, d := range topics {
+		if d.err == nil && !d.internal && s.cfg.Exposure.Exposed(name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // beginRecovery starts tracking the recover-on-start read-back.
-func (s *Source) beginRecovery(ctx context.Context) {
+func (s *Source) beginRecovery(ctx context.Context, names []string) {
 	if s.cfg.RecoverFor <= 0 {
 		s.recovery.finish()
 		return
 	}
-	names := make([]string, 0, len(s.topics))
-	for name := range s.topics {
-		names = append(names, name)
-	}
-	since := time.Now().Add(-s.cfg.RecoverFor)
+	since := s.since
 	if err := s.recovery.begin(ctx, kadm.NewClient(s.clients[0]), names, since); err != nil {
 		s.log.Warn("recover on start: could not list offsets; serving without waiting for the read-back", "err", err)
 		s.recovery.finish()
@@ -328,7 +340,7 @@ func (s *Source) startOffset(atStart, changed bool) kgo.Offset {
 	case atStart && s.cfg.RecoverFor <= 0:
 		return kgo.NewOffset().AtEnd()
 	case atStart:
-		return kgo.NewOffset().AfterMilli(time.Now().Add(-s.cfg.RecoverFor).UnixMilli())
+		return kgo.NewOffset().AfterMilli(s.since.UnixMilli())
 	}
 	return kgo.NewOffset().AfterMilli(time.Now().Add(-s.cfg.NewTopicsFrom).UnixMilli())
 }
