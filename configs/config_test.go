@@ -31,6 +31,11 @@ func defaultConfig() *Config {
 	c.WS.PongTimeout = 10 * time.Second
 	c.WS.MaxSubscriptions = 1000
 	c.WS.MaxInflight = 64
+	c.Recovery.MaxMessages = 10000
+	c.Recovery.MaxAge = 24 * time.Hour
+	c.Recovery.Timeout = 30 * time.Second
+	c.Recovery.MaxPending = 10000
+	c.Recovery.ConcurrentReads = 16
 	c.Cache.Size = 1000
 	c.Cache.ExpireTime = 180 * time.Second
 	c.Cache.MaxMemory = 256 << 20
@@ -51,32 +56,37 @@ func defaultConfig() *Config {
 // fields returns every schema key's value in c, by key name.
 func fields(c *Config) map[string]any {
 	return map[string]any{
-		"node.name":                c.Node.Name,
-		"log.level":                c.Log.Level,
-		"log.format":               c.Log.Format,
-		"http.listen":              c.HTTP.Listen,
-		"http.shutdown.timeout":    c.HTTP.ShutdownTimeout,
-		"ws.path":                  c.WS.Path,
-		"ws.max.message.size":      c.WS.MaxMessageSize,
-		"ws.write.queue.size":      c.WS.WriteQueueSize,
-		"ws.write.timeout":         c.WS.WriteTimeout,
-		"ws.ping.interval":         c.WS.PingInterval,
-		"ws.pong.timeout":          c.WS.PongTimeout,
-		"ws.max.subscriptions":     c.WS.MaxSubscriptions,
-		"ws.max.inflight":          c.WS.MaxInflight,
-		"cache.size":               c.Cache.Size,
-		"cache.expire.time":        c.Cache.ExpireTime,
-		"cache.max.memory":         c.Cache.MaxMemory,
-		"kafka.topics":             c.Kafka.Topics,
-		"kafka.topics.regex":       c.Kafka.TopicsRegex,
-		"kafka.consumers":          c.Kafka.Consumers,
-		"kafka.producers":          c.Kafka.Producers,
-		"kafka.recover.on.start":   c.Kafka.RecoverOnStart,
-		"embedded.listen":          c.Embedded.Listen,
-		"embedded.data.dir":        c.Embedded.DataDir,
-		"embedded.partitions":      c.Embedded.Partitions,
-		"embedded.retention.time":  c.Embedded.RetentionTime,
-		"embedded.retention.bytes": c.Embedded.RetentionBytes,
+		"node.name":                 c.Node.Name,
+		"log.level":                 c.Log.Level,
+		"log.format":                c.Log.Format,
+		"http.listen":               c.HTTP.Listen,
+		"http.shutdown.timeout":     c.HTTP.ShutdownTimeout,
+		"ws.path":                   c.WS.Path,
+		"ws.max.message.size":       c.WS.MaxMessageSize,
+		"ws.write.queue.size":       c.WS.WriteQueueSize,
+		"ws.write.timeout":          c.WS.WriteTimeout,
+		"ws.ping.interval":          c.WS.PingInterval,
+		"ws.pong.timeout":           c.WS.PongTimeout,
+		"ws.max.subscriptions":      c.WS.MaxSubscriptions,
+		"ws.max.inflight":           c.WS.MaxInflight,
+		"recovery.max.messages":     c.Recovery.MaxMessages,
+		"recovery.max.age":          c.Recovery.MaxAge,
+		"recovery.timeout":          c.Recovery.Timeout,
+		"recovery.max.pending":      c.Recovery.MaxPending,
+		"recovery.concurrent.reads": c.Recovery.ConcurrentReads,
+		"cache.size":                c.Cache.Size,
+		"cache.expire.time":         c.Cache.ExpireTime,
+		"cache.max.memory":          c.Cache.MaxMemory,
+		"kafka.topics":              c.Kafka.Topics,
+		"kafka.topics.regex":        c.Kafka.TopicsRegex,
+		"kafka.consumers":           c.Kafka.Consumers,
+		"kafka.producers":           c.Kafka.Producers,
+		"kafka.recover.on.start":    c.Kafka.RecoverOnStart,
+		"embedded.listen":           c.Embedded.Listen,
+		"embedded.data.dir":         c.Embedded.DataDir,
+		"embedded.partitions":       c.Embedded.Partitions,
+		"embedded.retention.time":   c.Embedded.RetentionTime,
+		"embedded.retention.bytes":  c.Embedded.RetentionBytes,
 	}
 }
 

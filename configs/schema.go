@@ -56,6 +56,13 @@ type Config struct {
 		ExpireTime time.Duration
 		MaxMemory  int64
 	}
+	Recovery struct {
+		MaxMessages     int
+		MaxAge          time.Duration
+		Timeout         time.Duration
+		MaxPending      int
+		ConcurrentReads int
+	}
 	Kafka struct {
 		Topics         []string
 		TopicsRegex    string
@@ -128,6 +135,22 @@ var Keys = []Key{
 	{Name: "cache.max.memory", Kind: Bytes, Default: "256MiB", Min: 64 << 10,
 		Doc: "Bound on the memory all cached messages hold together; the oldest go first.",
 		set: func(c *Config, v any) { c.Cache.MaxMemory = v.(int64) }},
+
+	{Name: "recovery.max.messages", Kind: Int, Default: 10000, Min: 1,
+		Doc: "Most messages one resume delivers from history; a larger gap gets a reset instead.",
+		set: func(c *Config, v any) { c.Recovery.MaxMessages = v.(int) }},
+	{Name: "recovery.max.age", Kind: Duration, Default: "24h", Min: int64(time.Second),
+		Doc: "Oldest a missed message may be for a resume to deliver it; an older gap gets a reset instead.",
+		set: func(c *Config, v any) { c.Recovery.MaxAge = v.(time.Duration) }},
+	{Name: "recovery.timeout", Kind: Duration, Default: "30s", Min: int64(100 * time.Millisecond),
+		Doc: "Longest one resume may take, reading back from Kafka included; past it the client gets a reset.",
+		set: func(c *Config, v any) { c.Recovery.Timeout = v.(time.Duration) }},
+	{Name: "recovery.max.pending", Kind: Int, Default: 10000, Min: 1,
+		Doc: "Live messages held for a subscription while its history is delivered; past it the client is disconnected as slow.",
+		set: func(c *Config, v any) { c.Recovery.MaxPending = v.(int) }},
+	{Name: "recovery.concurrent.reads", Kind: Int, Default: 16, Min: 1,
+		Doc: "Most read-backs from Kafka at once (each uses its own Kafka connection).",
+		set: func(c *Config, v any) { c.Recovery.ConcurrentReads = v.(int) }},
 
 	{Name: "kafka.topics", Kind: List, Default: []string{},
 		Doc: "Topics exposed to clients. With neither this nor topics.regex, every topic is (a development default).",

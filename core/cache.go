@@ -126,6 +126,10 @@ func (sh *shard) evict(e *entry) {
 	st.count--
 	sh.fifo.unlink(e)
 	sh.stats.evicted++
+	tp := topicPartition{st.topic, e.msg.Pos.Partition}
+	if off, ok := sh.evictedTo[tp]; !ok || e.msg.Pos.Offset > off {
+		sh.evictedTo[tp] = e.msg.Pos.Offset
+	}
 	if st.empty() {
 		sh.remove(st)
 	}

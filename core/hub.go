@@ -20,7 +20,12 @@ type Hub struct {
 	seed     maphash.Seed
 	shards   [numShards]shard
 	patterns sync.Map // topic → *topicPatterns
+	parts    partitions
 	now      func() time.Time
+
+	history  History
+	recovery RecoveryConfig
+	recovers sync.WaitGroup
 
 	subscriptions atomic.Int64
 	dispatched    atomic.Int64
@@ -32,7 +37,10 @@ type shard struct {
 	subjects map[string]*subjectState
 	byTopic  map[string]map[*subjectState]struct{}
 	fifo     fifo
-	stats    struct{ cached, evicted int64 }
+	// evictedTo is, per partition, the highest offset this shard evicted:
+	// above it the shard's cache holds every message it was dispatched.
+	evictedTo map[topicPartition]int64
+	stats     struct{ cached, evicted int64 }
 }
 
 // NewHub returns a Hub with the given cache bounds.
@@ -42,7 +50,9 @@ func NewHub(cfg CacheConfig) *Hub {
 	for i := range h.shards {
 		h.shards[i].subjects = make(map[string]*subjectState)
 		h.shards[i].byTopic = make(map[string]map[*subjectState]struct{})
+		h.shards[i].evictedTo = make(map[topicPartition]int64)
 	}
+	h.recovery = RecoveryConfig{}.withDefaults()
 	return h
 }
 
@@ -90,6 +100,7 @@ func (h *Hub) topicPatterns(topic string, create bool) *topicPatterns {
 // kafka package calls it in each partition's order; messages of one subject
 // come from one partition, so each subject's subscribers see Kafka's order.
 func (h *Hub) Dispatch(msg *Message) {
+	h.advance(msg)
 	now := h.now().UnixNano()
 	sh := h.shardOf(msg.Subject)
 	sh.mu.Lock()
@@ -97,13 +108,12 @@ func (h *Hub) Dispatch(msg *Message) {
 	sh.appendMsg(st, msg, now)
 	n := len(st.subs)
 	for _, sub := range st.subs {
-		sub.Subscriber.Deliver(sub, msg, false)
+		sub.live(msg)
 	}
 	if tp := h.topicPatterns(msg.Topic, false); tp != nil {
 		tp.mu.RLock()
 		tp.match(msg.Key, msg.HasKey, func(sub *Subscription) {
-			sub.noteLive(msg.Subject)
-			sub.Subscriber.Deliver(sub, msg, false)
+			sub.live(msg)
 			n++
 		})
 		tp.mu.RUnlock()
@@ -120,6 +130,10 @@ func (h *Hub) Dispatch(msg *Message) {
 func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscription {
 	sub := &Subscription{Filter: f, Subscriber: s, Mode: opts.Mode, Tag: opts.Tag}
 	h.subscriptions.Add(1)
+	if opts.Since != nil {
+		h.resume(sub, *opts.Since, opts.Snapshot)
+		return sub
+	}
 	if !f.Wildcard {
 		h.subscribeExact(sub, opts.Snapshot)
 		return sub
@@ -128,9 +142,7 @@ func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscrip
 		sub.seenLive = make(map[string]struct{})
 		sub.snapshotting.Store(true)
 	}
-	for !h.topicPatterns(f.Topic, true).insert(sub) {
-		// The trie was emptied and dropped meanwhile; the next one is fresh.
-	}
+	h.register(sub)
 	if opts.Snapshot {
 		h.sendPatternSnapshots(sub)
 	}
@@ -178,6 +190,24 @@ func (h *Hub) sendPatternSnapshots(sub *Subscription) {
 	sub.mu.Unlock()
 }
 
+// register puts sub into the index without any snapshot: exact
+// subscriptions into their subject, patterns into their topic's trie.
+func (h *Hub) register(sub *Subscription) {
+	if sub.Filter.Wildcard {
+		for !h.topicPatterns(sub.Filter.Topic, true).insert(sub) {
+			// The trie was emptied and dropped meanwhile; the next one is fresh.
+		}
+		return
+	}
+	subj := sub.Filter.Subject
+	sh := h.shardOf(subj.Name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.get(subj.Name, subj.Topic, subj.Key, subj.HasKey)
+	sub.state, sub.index = st, len(st.subs)
+	st.subs = append(st.subs, sub)
+}
+
 // Unsubscribe removes sub; after it returns no further message is delivered
 // to it. Unsubscribing twice is harmless.
 func (h *Hub) Unsubscribe(sub *Subscription) {
@@ -187,6 +217,7 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 		return
 	}
 	sub.removed = true
+	sub.pending = nil
 	sub.mu.Unlock()
 	h.subscriptions.Add(-1)
 	if sub.Filter.Wildcard {

@@ -11,12 +11,14 @@ type nopSubscriber struct{ n int }
 
 func (s *nopSubscriber) Deliver(*Subscription, *Message, bool) { s.n++ }
 func (s *nopSubscriber) Close(Disconnect)                      {}
+func (s *nopSubscriber) Reset(*Subscription, string)           {}
 
 // discard is a stateless Subscriber, safe for concurrent Deliver calls.
 type discard struct{}
 
 func (discard) Deliver(*Subscription, *Message, bool) {}
 func (discard) Close(Disconnect)                      {}
+func (discard) Reset(*Subscription, string)           {}
 
 func benchDispatch(b *testing.B, h *Hub, subject string, want int) {
 	b.Helper()

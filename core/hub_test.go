@@ -32,6 +32,7 @@ type recorder struct {
 	mu     sync.Mutex
 	got    []delivery
 	closes []Disconnect
+	resets []string
 	// stopped is set once the test has unsubscribed everything; any delivery
 	// after it is counted in late.
 	stopped atomic.Bool
@@ -50,6 +51,12 @@ func (r *recorder) Deliver(sub *Subscription, msg *Message, snapshot bool) {
 func (r *recorder) Close(d Disconnect) {
 	r.mu.Lock()
 	r.closes = append(r.closes, d)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Reset(_ *Subscription, reason string) {
+	r.mu.Lock()
+	r.resets = append(r.resets, reason)
 	r.mu.Unlock()
 }
 

@@ -15,6 +15,11 @@ type Subscriber interface {
 	// encoding) or, when the queue is full, applies the subscription's Mode.
 	// snapshot marks the latest cached message sent on subscribe.
 	Deliver(sub *Subscription, msg *Message, snapshot bool)
+	// Reset tells the client that sub's history since the cursor it resumed
+	// from cannot be recovered (Kafka's retention, a re-created topic, the
+	// recovery bounds): some messages are missing, and live messages (after
+	// a snapshot, when one was asked for) follow. It must not block.
+	Reset(sub *Subscription, reason string)
 	// Close disconnects the client with a reason. It must not block either.
 	Close(reason Disconnect)
 }
@@ -46,6 +51,13 @@ type SubscribeOptions struct {
 	Snapshot bool
 	// Tag is the adapter's own value, returned untouched in Subscription.Tag.
 	Tag any
+	// Since resumes the subscription: every message after the cursor is
+	// delivered (from the cache, or read back from Kafka), then live ones,
+	// with no gap and no duplicate; or, when that history cannot be had,
+	// Subscriber.Reset is called. Partitions the cursor does not name are
+	// not recovered. Subscriptions made without Since get their start cursor
+	// from Hub.Frontier.
+	Since *Cursor
 }
 
 // Subscription is one filter of one Subscriber registered in the Hub.
@@ -62,9 +74,43 @@ type Subscription struct {
 	// the subjects that already got a live message so that no older snapshot
 	// follows a newer live message.
 	snapshotting atomic.Bool
-	mu           sync.Mutex
-	seenLive     map[string]struct{}
+	// A resuming subscription holds the live messages that arrive while its
+	// history is being delivered, and delivers them after it.
+	recovering atomic.Bool
+	mu         sync.Mutex
+	seenLive   map[string]struct{}
+	pending    []*Message
+	overflow   bool
+	// pendingLimit bounds pending; past it the client is disconnected as a
+	// slow consumer when the recovery ends (and can resume again).
+	pendingLimit int
 	removed      bool
+}
+
+// live delivers a message dispatched now, or holds it while the
+// subscription's history is being recovered. Callers hold the subject's
+// shard lock, so one subject's messages reach here in order.
+func (s *Subscription) live(m *Message) {
+	if s.recovering.Load() && s.hold(m) {
+		return
+	}
+	s.noteLive(m.Subject)
+	s.Subscriber.Deliver(s, m, false)
+}
+
+// hold keeps m for after the recovery; false when the recovery ended meanwhile.
+func (s *Subscription) hold(m *Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.recovering.Load() {
+		return false
+	}
+	if len(s.pending) >= s.pendingLimit {
+		s.overflow = true // the recovery ends with a slow-consumer disconnect
+		return true
+	}
+	s.pending = append(s.pending, m)
+	return true
 }
 
 // noteLive records, during the snapshot phase, that subject got a live message.

@@ -20,9 +20,9 @@ type recovery struct {
 	records int
 }
 
-// begin lists, for every consumed topic, where the read-back starts and where
-// the log ends; partitions with nothing in between are done at once.
-func (r *recovery) begin(ctx context.Context, adm *kadm.Client, topics []string, since time.Time) error {
+// begin lists the end offsets of the topics being read back; partitions
+// whose resolved start is already at the end are done at once.
+func (r *recovery) begin(ctx context.Context, adm *kadm.Client, topics []string, starts map[topicPartition]int64) error {
 	r.mu.Lock()
 	r.started = time.Now()
 	r.mu.Unlock()
@@ -36,18 +36,11 @@ func (r *recovery) begin(ctx context.Context, adm *kadm.Client, topics []string,
 	if err != nil {
 		return err
 	}
-	starts, err := adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topics...)
-	if err != nil {
-		return err
-	}
 	pending := map[topicPartition]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			return
-		}
-		start, ok := starts.Lookup(o.Topic, o.Partition)
-		if ok && start.Err == nil && start.Offset >= 0 && start.Offset < o.Offset {
-			pending[topicPartition{o.Topic, o.Partition}] = o.Offset - 1
+		tp := topicPartition{o.Topic, o.Partition}
+		if start, ok := starts[tp]; ok && o.Err == nil && start < o.Offset {
+			pending[tp] = o.Offset - 1
 		}
 	})
 	r.mu.Lock()

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -20,6 +18,11 @@ import (
 
 // Dispatcher receives every consumed record as a message; core.Hub is one.
 type Dispatcher interface {
+	// Begin announces that from offset first on every record of the
+	// partition will be dispatched, under the topic's epoch.
+	Begin(topic string, epoch uint32, partition int32, first int64)
+	// Forget says a topic was deleted.
+	Forget(topic string)
 	Dispatch(m *core.Message)
 }
 
@@ -58,7 +61,13 @@ type Source struct {
 	records       atomic.Int64
 	unaddressable atomic.Int64
 	fetchErrors   atomic.Int64
-	lag           sync.Map // topicPartition → *atomic.Int64
+	progress      sync.Map // topicPartition → *progress
+}
+
+// progress is how far a partition has been dispatched.
+type progress struct {
+	next atomic.Int64 // the offset after the last one dispatched
+	lag  atomic.Int64 // high watermark minus next, at the last fetch
 }
 
 // topicDetail is what discovery needs of one topic in a metadata response.
@@ -213,42 +222,10 @@ func (s *Source) discoverOnce(ctx context.Context) error {
 	first := !s.started
 	s.started = true
 	if first {
-		// Offsets are listed before any partition is consumed, so the
-		// read-back cannot finish before its targets are known; apply then
-		// starts the partitions from the same point in time.
 		s.since = time.Now().Add(-s.cfg.RecoverFor)
-		s.beginRecovery(ctx, s.exposed(topics))
 	}
-	s.apply(topics, first)
+	s.apply(ctx, topics, first)
 	return nil
-}
-
-// exposed lists the topics of a metadata response that clients may use.
-func (s *Source) exposed(topics map[string]topicDetail) []string {
-	var names []string
-	for name, d := range topics {
-		if d.err == nil && !d.internal && s.cfg.Exposure.Exposed(name) {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
-// beginRecovery starts tracking the recover-on-start read-back.
-func (s *Source) beginRecovery(ctx context.Context, names []string) {
-	if s.cfg.RecoverFor <= 0 {
-		s.recovery.finish()
-		return
-	}
-	since := s.since
-	if err := s.recovery.begin(ctx, kadm.NewClient(s.clients[0]), names, since); err != nil {
-		s.log.Warn("recover on start: could not list offsets; serving without waiting for the read-back", "err", err)
-		s.recovery.finish()
-		return
-	}
-	if s.recovery.isDone() {
-		s.log.Info("recover on start: nothing to read back", "since", since)
-	}
 }
 
 // metadata asks a broker for every topic. It bypasses franz-go's metadata
@@ -268,106 +245,6 @@ func (s *Source) metadata(ctx context.Context) (map[string]topicDetail, int, err
 			err: kerr.ErrorForCode(t.ErrorCode)}
 	}
 	return topics, len(resp.Brokers), nil
-}
-
-// apply reconciles the consumed partitions with the cluster's topics.
-func (s *Source) apply(details map[string]topicDetail, first bool) {
-	add := make([]map[string]map[int32]kgo.Offset, len(s.clients))
-	remove := make([]map[string][]int32, len(s.clients))
-	for i := range s.clients {
-		add[i] = map[string]map[int32]kgo.Offset{}
-		remove[i] = map[string][]int32{}
-	}
-	for name, d := range details {
-		if d.err != nil || d.internal || !s.cfg.Exposure.Exposed(name) {
-			continue
-		}
-		s.reconcile(name, d, first, add, remove)
-	}
-	for name, st := range s.topics {
-		if _, ok := details[name]; !ok {
-			s.log.Info("topic deleted; no longer consumed", "topic", name)
-			s.drop(name, st.partitions, remove)
-			delete(s.topics, name)
-			s.epochs.Delete(name)
-		}
-	}
-	for i, cl := range s.clients {
-		if len(remove[i]) > 0 {
-			cl.RemoveConsumePartitions(remove[i])
-		}
-		if len(add[i]) > 0 {
-			cl.AddConsumePartitions(add[i])
-		}
-	}
-}
-
-func (s *Source) reconcile(name string, d topicDetail, first bool, add []map[string]map[int32]kgo.Offset, remove []map[string][]int32) {
-	n := d.partitions
-	epoch := epochOf(d.id, n)
-	old := s.topics[name]
-	from := 0
-	switch {
-	case old == nil:
-	case old.id != d.id:
-		s.log.Warn("topic re-created: positions of the old one are void", "topic", name)
-		s.drop(name, old.partitions, remove)
-	case old.partitions != n:
-		s.log.Warn("partition count changed: positions of the topic are void", "topic", name, "from", old.partitions, "to", n)
-		from = min(old.partitions, n)
-	default:
-		return
-	}
-	offset := s.startOffset(first && old == nil, old != nil)
-	for p := from; p < n; p++ {
-		i := s.owner(name, int32(p))
-		if add[i][name] == nil {
-			add[i][name] = map[int32]kgo.Offset{}
-		}
-		add[i][name][int32(p)] = offset
-	}
-	s.topics[name] = &topicState{id: d.id, partitions: n, epoch: epoch}
-	s.epochs.Store(name, epoch)
-}
-
-// startOffset picks where a newly consumed partition starts: at start, the
-// end or cache.expire.time back; a re-created topic or added partition from
-// its beginning; a topic that appeared while running a bounded time back.
-func (s *Source) startOffset(atStart, changed bool) kgo.Offset {
-	switch {
-	case changed:
-		return kgo.NewOffset().AtStart()
-	case atStart && s.cfg.RecoverFor <= 0:
-		return kgo.NewOffset().AtEnd()
-	case atStart:
-		return kgo.NewOffset().AfterMilli(s.since.UnixMilli())
-	}
-	return kgo.NewOffset().AfterMilli(time.Now().Add(-s.cfg.NewTopicsFrom).UnixMilli())
-}
-
-func (s *Source) drop(name string, partitions int, remove []map[string][]int32) {
-	for p := range partitions {
-		i := s.owner(name, int32(p))
-		remove[i][name] = append(remove[i][name], int32(p))
-		s.lag.Delete(topicPartition{name, int32(p)})
-		s.recovery.forget(topicPartition{name, int32(p)})
-	}
-}
-
-// owner is the index of the client that consumes a partition.
-func (s *Source) owner(topic string, p int32) int {
-	h := fnv.New32a()
-	h.Write([]byte(topic))
-	return int((h.Sum32() + uint32(p)) % uint32(len(s.clients)))
-}
-
-// epochOf derives a topic's epoch from its ID and partition count: it changes
-// exactly when positions stop being comparable.
-func epochOf(id [16]byte, partitions int) uint32 {
-	h := fnv.New32a()
-	h.Write(id[:])
-	h.Write([]byte{byte(partitions >> 24), byte(partitions >> 16), byte(partitions >> 8), byte(partitions)})
-	return h.Sum32()
 }
 
 // poll dispatches one client's fetches, each partition in order.
@@ -407,11 +284,15 @@ func (s *Source) dispatch(topic string, epoch uint32, fp kgo.FetchPartition) {
 	}
 	s.records.Add(int64(len(fp.Records)))
 	last := fp.Records[len(fp.Records)-1].Offset
-	if s.recovery.consumed(topicPartition{topic, fp.Partition}, last, len(fp.Records)) {
+	tp := topicPartition{topic, fp.Partition}
+	if s.recovery.consumed(tp, last, len(fp.Records)) {
 		s.log.Info("recover on start: caught up", "records", s.recovery.records, "took", time.Since(s.recovery.started))
 	}
-	v, _ := s.lag.LoadOrStore(topicPartition{topic, fp.Partition}, new(atomic.Int64))
-	v.(*atomic.Int64).Store(max(0, fp.HighWatermark-last-1))
+	if v, ok := s.progress.Load(tp); ok {
+		pr := v.(*progress)
+		pr.next.Store(last + 1)
+		pr.lag.Store(max(0, fp.HighWatermark-last-1))
+	}
 }
 
 // toMessage turns a record into a message; false when its key cannot be a subject.
@@ -446,14 +327,14 @@ type SourceStats struct {
 	Unaddressable int64 // records whose key is no valid subject
 	FetchErrors   int64
 	Lag           int64 // sum over partitions of high watermark minus next offset
-	Partitions    int64 // partitions with a known lag
+	Partitions    int64 // partitions consumed
 }
 
 // Stats returns the Source's counters.
 func (s *Source) Stats() SourceStats {
 	st := SourceStats{Records: s.records.Load(), Unaddressable: s.unaddressable.Load(), FetchErrors: s.fetchErrors.Load()}
-	s.lag.Range(func(_, v any) bool {
-		st.Lag += v.(*atomic.Int64).Load()
+	s.progress.Range(func(_, v any) bool {
+		st.Lag += v.(*progress).lag.Load()
 		st.Partitions++
 		return true
 	})

@@ -17,6 +17,9 @@ type collector struct {
 	msgs []*core.Message
 }
 
+func (c *collector) Begin(string, uint32, int32, int64) {}
+func (c *collector) Forget(string)                      {}
+
 func (c *collector) Dispatch(m *core.Message) {
 	c.mu.Lock()
 	c.msgs = append(c.msgs, m)

@@ -152,6 +152,10 @@ func (s *server) start(kopts kafka.Options) error {
 	if err != nil {
 		return err
 	}
+	r := cfg.Recovery
+	s.hub.EnableRecovery(kafka.NewHistory(kopts, r.ConcurrentReads), core.RecoveryConfig{
+		MaxMessages: r.MaxMessages, MaxAge: r.MaxAge, Timeout: r.Timeout, MaxPending: r.MaxPending,
+	})
 	s.producer, err = kafka.NewProducer(kopts, cfg.Kafka.Producers, s.source)
 	if err != nil {
 		return err

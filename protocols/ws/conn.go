@@ -62,6 +62,13 @@ func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
 	c.Close(core.DisconnectSlow)
 }
 
+// Reset implements core.Subscriber: the subscription's history since the
+// client's cursor cannot be recovered.
+func (c *conn) Reset(sub *core.Subscription, reason string) {
+	c.srv.stats.resets.Add(1)
+	c.send(resetFrame(sub.Filter.Name, reason))
+}
+
 // Close implements core.Subscriber: send a close frame with the reason, then
 // close the connection. It never blocks.
 func (c *conn) Close(d core.Disconnect) {
@@ -226,10 +233,11 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	if perr != nil {
 		return perr
 	}
-	if len(r.Positions) > 0 {
-		return errf(codeUnsupported, `"positions" (resuming from a position) is not supported yet`)
-	}
 	filters, perr := c.parseFilters(r.Subjects)
+	if perr != nil {
+		return perr
+	}
+	since, perr := parsePositions(r.Positions, filters)
 	if perr != nil {
 		return perr
 	}
@@ -244,14 +252,48 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	if len(c.subs)+len(fresh) > c.srv.cfg.MaxSubscriptions {
 		return errf(codeTooManySubs, "a connection may hold %d subscriptions", c.srv.cfg.MaxSubscriptions)
 	}
-	opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot}
 	c.out.hold()
+	cursors := make(map[string]string, len(fresh))
 	for _, f := range fresh {
+		opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot, Since: since[f.Name]}
 		c.subs[f.Name] = c.srv.node.Subscribe(c, f, opts)
 		c.srv.stats.subscriptions.Add(1)
+		if opts.Since != nil {
+			c.srv.stats.resumes.Add(1)
+			continue
+		}
+		// Read after the subscription is registered: every message up to
+		// the frontier was either delivered to it or came before it.
+		if cur, ok := c.srv.node.Hub.Frontier(f.Topic); ok {
+			cursors[f.Name] = cur.String()
+		}
 	}
-	c.out.release(ackFrame(id, nil))
+	c.out.release(subscribeAckFrame(id, cursors))
 	return nil
+}
+
+// parsePositions reads a subscribe's "positions": filter → cursor token.
+func parsePositions(positions map[string]string, filters []core.Filter) (map[string]*core.Cursor, *protoError) {
+	if len(positions) == 0 {
+		return nil, nil
+	}
+	named := make(map[string]bool, len(filters))
+	for _, f := range filters {
+		named[f.Name] = true
+	}
+	out := make(map[string]*core.Cursor, len(positions))
+	for name, tok := range positions {
+		if !named[name] {
+			return nil, &protoError{code: codeInvalidField, subject: name,
+				msg: fmt.Sprintf(`"positions" names %q, which is not in "subjects"`, name)}
+		}
+		cur, err := core.ParseCursor(tok)
+		if err != nil {
+			return nil, coreError(err, name)
+		}
+		out[name] = &cur
+	}
+	return out, nil
 }
 
 // parseFilters checks every filter of a request, dropping repeats.

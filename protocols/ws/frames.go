@@ -3,6 +3,8 @@ package ws
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"maps"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -218,6 +220,39 @@ func ackFrame(id []byte, pos *core.Position) []byte {
 			b = pos.AppendTo(b)
 			b = append(b, '"')
 		}
+		return append(b, '}')
+	})
+}
+
+// subscribeAckFrame is a subscribe's ack, with the cursor each new
+// subscription starts from (for resuming it later).
+func subscribeAckFrame(id []byte, cursors map[string]string) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"ack"`...)
+		b = appendID(b, id)
+		if len(cursors) > 0 {
+			b = append(b, `,"cursors":{`...)
+			for i, name := range slices.Sorted(maps.Keys(cursors)) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, name)
+				b = append(b, ':')
+				b = appendString(b, cursors[name])
+			}
+			b = append(b, '}')
+		}
+		return append(b, '}')
+	})
+}
+
+// resetFrame tells the client a subscription's history could not be recovered.
+func resetFrame(subject, reason string) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"reset","subject":`...)
+		b = appendString(b, subject)
+		b = append(b, `,"reason":`...)
+		b = appendString(b, validUTF8(reason))
 		return append(b, '}')
 	})
 }

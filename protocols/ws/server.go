@@ -81,6 +81,7 @@ type stats struct {
 	subscriptions                      atomic.Int64
 	received, delivered, dropped, slow atomic.Int64
 	published, publishErrors, errors   atomic.Int64
+	resumes, resets                    atomic.Int64
 }
 
 // NewServer returns a WebSocket server over node.
@@ -197,6 +198,8 @@ type Stats struct {
 	Published     int64 // publishes handed to Kafka
 	PublishErrors int64 // publishes that failed
 	Errors        int64 // error frames sent and failed connections
+	Resumes       int64 // subscriptions resumed from a cursor
+	Resets        int64 // resumes whose history could not be recovered
 }
 
 // Stats returns the server's counters.
@@ -207,5 +210,6 @@ func (s *Server) Stats() Stats {
 		Subscriptions: st.subscriptions.Load(), Received: st.received.Load(),
 		Delivered: st.delivered.Load(), Dropped: st.dropped.Load(), SlowClosed: st.slow.Load(),
 		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Errors: st.errors.Load(),
+		Resumes: st.resumes.Load(), Resets: st.resets.Load(),
 	}
 }
