@@ -13,7 +13,8 @@ import (
 // Kafka log, so a cursor means the same on every node.
 //
 // Its token is the comma-joined position tokens of its partitions, all of
-// one epoch: "3070022373-0-41,3070022373-1-17". A message's position token
+// one epoch: "3070022373-0-41,3070022373-1-17"; offset -1 ("…-1--1") means
+// nothing of that partition yet. A message's position token
 // is therefore a one-partition cursor, which is all an exact keyed subject
 // (whose messages live in one partition) ever needs.
 type Cursor struct {
@@ -64,7 +65,7 @@ func ParseCursor(tok string) (Cursor, error) {
 	}
 	c := Cursor{Offsets: make(map[int32]int64, n)}
 	for i, part := range strings.Split(tok, ",") {
-		p, err := ParsePosition(part)
+		p, err := parseCursorPart(part)
 		if err != nil {
 			return Cursor{}, err
 		}
@@ -78,4 +79,15 @@ func ParseCursor(tok string) (Cursor, error) {
 		c.Offsets[p.Partition] = p.Offset
 	}
 	return c, nil
+}
+
+// parseCursorPart parses one position of a cursor, where offset -1 (nothing
+// of that partition yet) is allowed too.
+func parseCursorPart(part string) (Position, error) {
+	if head, ok := strings.CutSuffix(part, "--1"); ok {
+		p, err := ParsePosition(head + "-0")
+		p.Offset = -1
+		return p, err
+	}
+	return ParsePosition(part)
 }

@@ -983,6 +983,8 @@ type fakeSource struct {
 	watched []string
 }
 
+func (s *fakeSource) Refresh(context.Context) error { return nil }
+
 func (s *fakeSource) Watch(topic string) {
 	s.mu.Lock()
 	s.watched = append(s.watched, topic)

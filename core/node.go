@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Errors a publish or subscribe can fail with, beyond SubjectError. Each maps
@@ -72,6 +73,28 @@ type Source interface {
 	// topic created after start is picked up without waiting for the next
 	// metadata refresh.
 	Watch(topic string)
+	// Refresh rediscovers topics now and waits for it (or ctx).
+	Refresh(ctx context.Context) error
+}
+
+// topicWait bounds how long a subscribe waits for an unknown topic to be
+// discovered.
+const topicWait = 2 * time.Second
+
+// Prepare makes sure the Hub knows topic's partitions before a subscription
+// is made, when Kafka has the topic: a topic created a moment ago is
+// discovered now, so the subscription gets a full start cursor. It waits
+// at most two seconds; a topic that does not exist (yet) is no error.
+func (n *Node) Prepare(ctx context.Context, topic string) {
+	if n.Source == nil {
+		return
+	}
+	if _, ok := n.Hub.Frontier(topic); ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, topicWait)
+	defer cancel()
+	_ = n.Source.Refresh(ctx)
 }
 
 // Exposure decides which Kafka topics clients may reach.

@@ -181,28 +181,46 @@ func (s *Source) discover(ctx context.Context) {
 	defer retry.Stop()
 	var last time.Time
 	for {
-		var done chan error
+		var waiting []chan error
 		select {
 		case <-ctx.Done():
 			return
 		case <-retry.C:
 		case <-s.wake:
-			if wait := 250*time.Millisecond - time.Since(last); wait > 0 {
-				// Many unknown topics asked for at once cost one request.
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-					return
-				}
-			}
-		case done = <-s.refresh:
+		case done := <-s.refresh:
+			waiting = append(waiting, done)
 		}
+		// Many unknown topics asked for at once cost one request: wait out
+		// the minimum interval, then answer every Refresh waiting by then.
+		if wait := minDiscoveryInterval - time.Since(last); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+		waiting = s.drainRefreshes(waiting)
 		last = time.Now()
 		err := s.discoverOnce(ctx)
-		if done != nil {
+		for _, done := range waiting {
 			done <- err
 		}
 		retry.Reset(s.cfg.Options.MetadataMaxAge)
+	}
+}
+
+// minDiscoveryInterval spaces metadata requests triggered by clients.
+const minDiscoveryInterval = 100 * time.Millisecond
+
+func (s *Source) drainRefreshes(waiting []chan error) []chan error {
+	for {
+		select {
+		case done := <-s.refresh:
+			waiting = append(waiting, done)
+		case <-s.wake:
+		default:
+			return waiting
+		}
 	}
 }
 

@@ -241,6 +241,9 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	if perr != nil {
 		return perr
 	}
+	for _, f := range filters {
+		c.srv.node.Prepare(c.ctx, f.Topic)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fresh := filters[:0]

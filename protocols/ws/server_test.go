@@ -811,6 +811,8 @@ type blockingSource struct {
 	release chan struct{}
 }
 
+func (s *blockingSource) Refresh(context.Context) error { return nil }
+
 func (s *blockingSource) Watch(topic string) {
 	s.entered <- topic
 	<-s.release
