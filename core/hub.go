@@ -100,10 +100,13 @@ func (h *Hub) topicPatterns(topic string, create bool) *topicPatterns {
 // kafka package calls it in each partition's order; messages of one subject
 // come from one partition, so each subject's subscribers see Kafka's order.
 func (h *Hub) Dispatch(msg *Message) {
-	h.advance(msg)
 	now := h.now().UnixNano()
 	sh := h.shardOf(msg.Subject)
 	sh.mu.Lock()
+	// Under the shard lock, with the deliveries: a subscription registered
+	// under the same lock(s) reads a start cursor that is exactly before
+	// the first message it gets.
+	h.advance(msg)
 	st := sh.get(msg.Subject, msg.Topic, msg.Key, msg.HasKey)
 	sh.appendMsg(st, msg, now)
 	n := len(st.subs)
@@ -157,6 +160,7 @@ func (h *Hub) subscribeExact(sub *Subscription, snapshot bool) {
 	st := sh.get(subj.Name, subj.Topic, subj.Key, subj.HasKey)
 	sub.state, sub.index = st, len(st.subs)
 	st.subs = append(st.subs, sub)
+	sub.Start, sub.HasStart = h.Frontier(subj.Topic)
 	if snapshot {
 		if m := h.fresh(st.latest()); m != nil {
 			sub.Subscriber.Deliver(sub, m, true)
@@ -192,10 +196,22 @@ func (h *Hub) sendPatternSnapshots(sub *Subscription) {
 
 // register puts sub into the index without any snapshot: exact
 // subscriptions into their subject, patterns into their topic's trie.
+//
+// Either way it reads sub.Start under the locks every dispatch of a matching
+// message holds: each message of the topic is then either dispatched before
+// (and counted in Start) or after (and delivered, or held while recovering).
+// A pattern may match subjects in any shard, so it takes them all, briefly.
 func (h *Hub) register(sub *Subscription) {
 	if sub.Filter.Wildcard {
+		for i := range h.shards {
+			h.shards[i].mu.Lock()
+		}
 		for !h.topicPatterns(sub.Filter.Topic, true).insert(sub) {
 			// The trie was emptied and dropped meanwhile; the next one is fresh.
+		}
+		sub.Start, sub.HasStart = h.Frontier(sub.Filter.Topic)
+		for i := range h.shards {
+			h.shards[i].mu.Unlock()
 		}
 		return
 	}
@@ -206,6 +222,7 @@ func (h *Hub) register(sub *Subscription) {
 	st := sh.get(subj.Name, subj.Topic, subj.Key, subj.HasKey)
 	sub.state, sub.index = st, len(st.subs)
 	st.subs = append(st.subs, sub)
+	sub.Start, sub.HasStart = h.Frontier(subj.Topic)
 }
 
 // Unsubscribe removes sub; after it returns no further message is delivered

@@ -90,9 +90,8 @@ func (h *Hub) Frontier(topic string) (c Cursor, ok bool) {
 	return c, true
 }
 
-// advance records msg as its partition's last dispatched message. It runs
-// before msg reaches any subscriber, so a frontier read after a subscription
-// is registered covers every message the subscription did not get live.
+// advance records msg as its partition's last dispatched message. Dispatch
+// calls it under the subject's shard lock, before any delivery.
 func (h *Hub) advance(msg *Message) {
 	if st := h.parts.get(msg.Topic, msg.Pos.Partition); st != nil && st.epoch == msg.Pos.Epoch {
 		st.frontier.Store(msg.Pos.Offset)

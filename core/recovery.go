@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -141,6 +142,8 @@ func (h *Hub) collect(ctx context.Context, f Filter, since, front Cursor) ([]*Me
 			continue
 		}
 		ms, covered := h.fromCache(f, p, from, to)
+		// Kafka's order within the partition, across subjects too.
+		slices.SortFunc(ms, func(a, b *Message) int { return cmp.Compare(a.Pos.Offset, b.Pos.Offset) })
 		if !covered {
 			var reason string
 			if ms, reason = h.fromKafka(ctx, f, p, since.Epoch, from, to, h.recovery.MaxMessages-len(out)); reason != "" {

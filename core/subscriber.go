@@ -66,6 +66,13 @@ type Subscription struct {
 	Subscriber Subscriber
 	Mode       Mode
 	Tag        any
+	// Start is the topic's frontier when the subscription was registered:
+	// every message it gets is after it, every message before it was
+	// dispatched before. Clients resume from it (advanced by the positions
+	// of the messages they got); after a Reset too. HasStart is false when
+	// the topic's partitions were not known yet.
+	Start    Cursor
+	HasStart bool
 
 	state *subjectState // exact subscriptions: the subject they sit in
 	index int           // position in state.subs, for O(1) removal

@@ -38,17 +38,25 @@ func sub(args []string, stdout, stderr io.Writer) int {
 		if m.Snapshot {
 			mark = " [snapshot]"
 		}
-		fmt.Fprintf(stdout, "%s %s%s %s\n", m.Subject, m.Position, mark, m.Data())
+		fmt.Fprintf(stdout, "%s %s%s %s\n", m.Subject, m.Position, mark, m.Payload)
 	}
-	c, err := client.Dial(ctx, *url, print, client.Options{})
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := client.Connect(dialCtx, *url, client.Options{
+		OnDisconnect: func(err error) { fmt.Fprintf(stderr, "kedge sub: disconnected (%v); reconnecting\n", err) },
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "kedge sub: %v\n", err)
 		return 1
 	}
 	defer c.Close()
-	if err := c.Subscribe(ctx, fs.Args(), client.SubscribeOptions{Standard: *standard, NoSnapshot: *noSnapshot}); err != nil {
-		fmt.Fprintf(stderr, "kedge sub: %v\n", err)
-		return 1
+	opts := client.SubscribeOptions{Standard: *standard, NoSnapshot: *noSnapshot,
+		OnReset: func(reason string) { fmt.Fprintf(stderr, "kedge sub: messages were missed: %s\n", reason) }}
+	for _, subject := range fs.Args() {
+		if _, err := c.Subscribe(dialCtx, subject, print, opts); err != nil {
+			fmt.Fprintf(stderr, "kedge sub: %v\n", err)
+			return 1
+		}
 	}
 	select {
 	case <-ctx.Done():
@@ -75,7 +83,7 @@ func pub(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	c, err := client.Dial(ctx, *url, nil, client.Options{})
+	c, err := client.Connect(ctx, *url, client.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "kedge pub: %v\n", err)
 		return 1

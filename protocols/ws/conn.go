@@ -66,7 +66,11 @@ func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
 // client's cursor cannot be recovered.
 func (c *conn) Reset(sub *core.Subscription, reason string) {
 	c.srv.stats.resets.Add(1)
-	c.send(resetFrame(sub.Filter.Name, reason))
+	cursor := ""
+	if sub.HasStart {
+		cursor = sub.Start.String()
+	}
+	c.send(resetFrame(sub.Filter.Name, reason, cursor))
 }
 
 // Close implements core.Subscriber: send a close frame with the reason, then
@@ -265,10 +269,8 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 			c.srv.stats.resumes.Add(1)
 			continue
 		}
-		// Read after the subscription is registered: every message up to
-		// the frontier was either delivered to it or came before it.
-		if cur, ok := c.srv.node.Hub.Frontier(f.Topic); ok {
-			cursors[f.Name] = cur.String()
+		if sub := c.subs[f.Name]; sub.HasStart {
+			cursors[f.Name] = sub.Start.String()
 		}
 	}
 	c.out.release(subscribeAckFrame(id, cursors))

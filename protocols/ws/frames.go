@@ -247,12 +247,18 @@ func subscribeAckFrame(id []byte, cursors map[string]string) []byte {
 }
 
 // resetFrame tells the client a subscription's history could not be recovered.
-func resetFrame(subject, reason string) []byte {
+// cursor, when known, is where the subscription continues from: the client
+// replaces its cursor with it.
+func resetFrame(subject, reason, cursor string) []byte {
 	return frame(opText, func(b []byte) []byte {
 		b = append(b, `{"op":"reset","subject":`...)
 		b = appendString(b, subject)
 		b = append(b, `,"reason":`...)
 		b = appendString(b, validUTF8(reason))
+		if cursor != "" {
+			b = append(b, `,"cursor":`...)
+			b = appendString(b, cursor)
+		}
 		return append(b, '}')
 	})
 }

@@ -1,287 +1,305 @@
-// Package client is a Go client for kedge's WebSocket protocol
-// (docs/protocol-ws.md): subscribe with a handler, publish and wait for
-// Kafka's acknowledgement. It does not reconnect by itself yet; a closed
-// connection ends every pending call with the close reason.
+// Package client is the Go SDK for kedge's WebSocket protocol
+// (docs/protocol-ws.md). A Client keeps one connection open: when it drops,
+// the Client reconnects with exponential backoff and jitter, resubscribes
+// every subscription from the cursor of the last message it handed to the
+// application, and the server sends what was missed, exactly once and in
+// order. The application sees its handlers called and, only when history
+// could not be recovered, a reset callback.
+//
+// Publish returns after kedge acknowledged the message, which kedge does only
+// after Kafka did. Publishes made while disconnected wait in a bounded queue
+// and are sent after reconnecting. A publish that was sent but not yet
+// acknowledged when the connection dropped fails with ErrConnectionLost: it
+// may or may not be in Kafka, and only the application can decide whether
+// to publish it again.
 package client
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net/http"
-	"strconv"
+	"net/url"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
 
-// Message is one message received on a subscription.
-type Message struct {
-	Subject    string            `json:"subject"`
-	Payload    string            `json:"payload"`
-	PayloadB64 string            `json:"payload_b64"`
-	Position   string            `json:"position"`
-	Snapshot   bool              `json:"snapshot"`
-	Time       time.Time         `json:"time"`
-	Headers    map[string]string `json:"headers"`
-	// HeadersB64 holds headers whose values are not UTF-8, base64 encoded.
-	HeadersB64 map[string]string `json:"headers_b64"`
-}
-
-// Data returns the payload bytes, whichever way they were sent.
-func (m *Message) Data() []byte {
-	if m.PayloadB64 != "" {
-		b, _ := base64.StdEncoding.DecodeString(m.PayloadB64)
-		return b
-	}
-	return []byte(m.Payload)
-}
-
-// Error is an error frame from the server; Code is from the protocol's list.
-type Error struct {
-	Code    string `json:"code"`
-	Subject string `json:"subject"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string {
-	if e.Subject != "" {
-		return fmt.Sprintf("%s: %s (subject %s)", e.Code, e.Message, e.Subject)
-	}
-	return e.Code + ": " + e.Message
-}
-
-// ErrClosed is returned by calls on a closed client.
-var ErrClosed = errors.New("kedge client: connection closed")
-
-// Options tune Dial.
+// Options tune a Client. The zero value of a field means its default.
 type Options struct {
-	// Header is sent with the handshake.
+	// Header is sent with every handshake.
 	Header http.Header
 	// Dialer defaults to websocket.DefaultDialer.
 	Dialer *websocket.Dialer
+	// Token, when set, is called before every connection attempt; its result
+	// is sent as the "token" query parameter (refresh it here).
+	Token func(ctx context.Context) (string, error)
+	// MinBackoff and MaxBackoff bound the wait between reconnection
+	// attempts (defaults 100ms and 10s); each wait is jittered.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxQueue bounds the publishes waiting for a connection (default 1000).
+	MaxQueue int
+	// Store keeps each subscription's cursor, so positions can survive a
+	// restart of the application (default: in memory).
+	Store PositionStore
+	// Buffer bounds the messages received but not yet handled (default
+	// 1024); when it is full the Client stops reading, and kedge applies
+	// its slow-consumer policy.
+	Buffer int
+	// OnConnect and OnDisconnect, when set, are called on every connection
+	// made and lost (from the Client's own goroutine; they must not block).
+	OnConnect    func()
+	OnDisconnect func(err error)
+	Logger       *slog.Logger
 }
 
-// Client is one WebSocket connection to kedge. It is safe for concurrent use.
+func (o Options) withDefaults() Options {
+	if o.Dialer == nil {
+		o.Dialer = websocket.DefaultDialer
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 1000
+	}
+	if o.Store == nil {
+		o.Store = NewMemoryStore()
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Client is a kedge WebSocket client. It is safe for concurrent use.
 type Client struct {
-	ws      *websocket.Conn
-	writeMu sync.Mutex
+	url  string
+	opts Options
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	done   chan struct{}
+	events chan func() // handler calls, in order
 
 	mu      sync.Mutex
+	conn    *websocket.Conn // nil while disconnected
+	writeMu sync.Mutex
 	nextID  int64
-	pending map[string]chan frame
-	handler func(Message)
-	err     error
-	done    chan struct{}
+	pending map[int64]*call
+	subs    map[string]*Subscription
+	queue   []*call // publishes waiting for a connection
+	err     error   // why the Client stopped, once it has
+	ready   chan struct{}
 }
 
-// frame is any server frame.
-type frame struct {
-	Op         string            `json:"op"`
-	ID         json.RawMessage   `json:"id"`
-	Position   string            `json:"position"`
-	Reason     string            `json:"reason"`
-	Code       string            `json:"code"`
-	Message    string            `json:"message"`
-	Subject    string            `json:"subject"`
-	Payload    string            `json:"payload"`
-	PayloadB64 string            `json:"payload_b64"`
-	Snapshot   bool              `json:"snapshot"`
-	Time       time.Time         `json:"time"`
-	Headers    map[string]string `json:"headers"`
-	HeadersB64 map[string]string `json:"headers_b64"`
+// call is a request waiting for its ack or error; reply is closed when
+// the connection it was sent on drops.
+type call struct {
+	req   map[string]any
+	reply chan frame
 }
 
-func (f *frame) message() Message {
-	return Message{Subject: f.Subject, Payload: f.Payload, PayloadB64: f.PayloadB64, Position: f.Position,
-		Snapshot: f.Snapshot, Time: f.Time, Headers: f.Headers, HeadersB64: f.HeadersB64}
-}
-
-// Dial connects to a kedge WebSocket URL such as ws://127.0.0.1:8080/v1/ws.
-// handler receives every message of every subscription, one at a time, in
-// the order they arrive; it may be nil for a publish-only client. handler
-// runs on the connection's read loop: it must not call the Client (whose
-// replies that loop would have to read) and should return quickly.
-func Dial(ctx context.Context, url string, handler func(Message), opts Options) (*Client, error) {
-	d := opts.Dialer
-	if d == nil {
-		d = websocket.DefaultDialer
+// Connect dials kedge (retrying with backoff until ctx ends) and returns a
+// Client that stays connected until Close. url is like
+// ws://127.0.0.1:8080/v1/ws.
+func Connect(ctx context.Context, url string, opts Options) (*Client, error) {
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		url: url, opts: opts.withDefaults(), ctx: cctx, cancel: cancel,
+		done:    make(chan struct{}),
+		pending: make(map[int64]*call),
+		subs:    make(map[string]*Subscription),
+		ready:   make(chan struct{}),
 	}
-	ws, resp, err := d.DialContext(ctx, url, opts.Header)
+	c.events = make(chan func(), c.opts.Buffer)
+	conn, err := c.dialRetrying(ctx)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("kedge client: dial %s: %w (HTTP %s)", url, err, resp.Status)
-		}
-		return nil, fmt.Errorf("kedge client: dial %s: %w", url, err)
+		cancel()
+		return nil, err
 	}
-	c := &Client{ws: ws, pending: make(map[string]chan frame), handler: handler, done: make(chan struct{})}
-	go c.readLoop()
+	go c.dispatch()
+	go c.run(conn)
 	return c, nil
 }
 
-func (c *Client) readLoop() {
-	defer close(c.done)
-	for {
-		_, data, err := c.ws.ReadMessage()
+// dialRetrying dials until it succeeds, ctx ends, or the server refuses
+// for good (a 4xx answer to the handshake).
+func (c *Client) dialRetrying(ctx context.Context) (*websocket.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		conn, err := c.dial(ctx)
+		if err == nil || errors.Is(err, errRefused) {
+			return conn, err
+		}
+		c.opts.Logger.Debug("kedge client: connect failed", "url", c.url, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(c.backoff(attempt)):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kedge client: connect %s: %w (last error: %v)", c.url, ctx.Err(), err)
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+var errRefused = errors.New("refused by the server")
+
+func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+	u := c.url
+	if c.opts.Token != nil {
+		tok, err := c.opts.Token(ctx)
 		if err != nil {
-			c.fail(err)
+			return nil, fmt.Errorf("kedge client: token: %w", err)
+		}
+		parsed, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad url %q: %v", errRefused, u, err)
+		}
+		q := parsed.Query()
+		q.Set("token", tok)
+		parsed.RawQuery = q.Encode()
+		u = parsed.String()
+	}
+	conn, resp, err := c.opts.Dialer.DialContext(ctx, u, c.opts.Header)
+	if err != nil {
+		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			return nil, fmt.Errorf("kedge client: dial %s: %w (HTTP %s)", c.url, errRefused, resp.Status)
+		}
+		return nil, fmt.Errorf("kedge client: dial %s: %w", c.url, err)
+	}
+	return conn, nil
+}
+
+// backoff is the jittered wait before reconnection attempt n.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.MinBackoff << min(n, 20)
+	if d <= 0 || d > c.opts.MaxBackoff {
+		d = c.opts.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// run keeps the Client connected: serve a connection until it drops, then
+// reconnect, until Close or a disconnect that says not to come back.
+func (c *Client) run(conn *websocket.Conn) {
+	defer close(c.done)
+	defer close(c.events)
+	for {
+		err := c.session(conn)
+		if c.ctx.Err() != nil {
+			c.stop(ErrClosed)
 			return
 		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			continue
+		if c.opts.OnDisconnect != nil {
+			c.opts.OnDisconnect(err)
 		}
-		c.route(f)
-	}
-}
-
-func (c *Client) route(f frame) {
-	switch f.Op {
-	case "message":
-		if c.handler != nil {
-			c.handler(f.message())
+		var ce *CloseError
+		if errors.As(err, &ce) && !ce.Reconnect() {
+			c.stop(err)
+			return
 		}
-	case "ack", "error", "pong":
-		c.mu.Lock()
-		ch := c.pending[string(f.ID)]
-		delete(c.pending, string(f.ID))
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- f
+		c.opts.Logger.Info("kedge client: disconnected; reconnecting", "err", err)
+		if conn, err = c.dialRetrying(c.ctx); err != nil {
+			if c.ctx.Err() != nil {
+				err = ErrClosed
+			}
+			c.stop(err)
+			return
 		}
 	}
 }
 
-func (c *Client) fail(err error) {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		err = fmt.Errorf("%w: code %d: %s", ErrClosed, ce.Code, ce.Text)
-	} else {
-		err = fmt.Errorf("%w: %v", ErrClosed, err)
-	}
+// stop ends the Client for good: every waiting call fails with err.
+func (c *Client) stop(err error) {
 	c.mu.Lock()
 	c.err = err
-	pending := c.pending
-	c.pending = nil
+	calls := c.queue
+	c.queue = nil
+	for _, s := range c.subs {
+		s.fail(err)
+	}
 	c.mu.Unlock()
-	for _, ch := range pending {
-		close(ch)
+	for _, cl := range calls {
+		close(cl.reply)
 	}
 }
 
-// Err returns why the connection ended, or nil while it is open.
+// session serves one connection: resubscribe, flush queued publishes, read.
+func (c *Client) session(conn *websocket.Conn) error {
+	defer conn.Close()
+	c.mu.Lock()
+	c.conn = conn
+	close(c.ready)
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	queued := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	if c.opts.OnConnect != nil {
+		c.opts.OnConnect()
+	}
+	for _, s := range subs {
+		c.resubscribe(s)
+	}
+	for _, cl := range queued {
+		c.send(cl)
+	}
+	stopClose := context.AfterFunc(c.ctx, func() { c.closeConn(conn) })
+	defer stopClose()
+	err := c.readLoop(conn)
+	c.mu.Lock()
+	c.conn = nil
+	c.ready = make(chan struct{})
+	pending := c.pending
+	c.pending = make(map[int64]*call)
+	c.mu.Unlock()
+	for _, cl := range pending {
+		close(cl.reply) // a publish in flight: ErrConnectionLost
+	}
+	return err
+}
+
+func (c *Client) closeConn(conn *websocket.Conn) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	_ = conn.Close()
+}
+
+// dispatch runs handlers one at a time, in the order messages arrived, on
+// its own goroutine: a handler may call the Client.
+func (c *Client) dispatch() {
+	for ev := range c.events {
+		ev()
+	}
+}
+
+// Close closes the connection and stops reconnecting. Calls waiting for a
+// reply fail with ErrClosed.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// Err returns why the Client stopped (ErrClosed after Close, a *CloseError
+// when kedge said not to reconnect), or nil while it runs.
 func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-// Done is closed when the connection has ended.
+// Done is closed when the Client has stopped.
 func (c *Client) Done() <-chan struct{} { return c.done }
-
-// call sends a request and waits for its ack or error.
-func (c *Client) call(ctx context.Context, req map[string]any) (frame, error) {
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		return frame{}, c.err
-	}
-	c.nextID++
-	id := strconv.FormatInt(c.nextID, 10)
-	ch := make(chan frame, 1)
-	c.pending[id] = ch
-	c.mu.Unlock()
-	req["id"] = json.Number(id)
-	if err := c.send(req); err != nil {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-		return frame{}, err
-	}
-	select {
-	case f, ok := <-ch:
-		if !ok {
-			return frame{}, c.Err()
-		}
-		if f.Op == "error" {
-			return f, &Error{Code: f.Code, Subject: f.Subject, Message: f.Message}
-		}
-		return f, nil
-	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-		return frame{}, ctx.Err()
-	}
-}
-
-func (c *Client) send(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		return fmt.Errorf("%w: %v", ErrClosed, err)
-	}
-	return nil
-}
-
-// SubscribeOptions tune a subscription.
-type SubscribeOptions struct {
-	// Standard asks for standard delivery (may drop under backpressure)
-	// instead of guaranteed.
-	Standard bool
-	// NoSnapshot skips the latest cached message on subscribe.
-	NoSnapshot bool
-}
-
-// Subscribe subscribes to subjects or patterns and waits for the ack.
-func (c *Client) Subscribe(ctx context.Context, subjects []string, opts SubscribeOptions) error {
-	req := map[string]any{"op": "subscribe", "subjects": subjects}
-	if opts.Standard {
-		req["mode"] = "standard"
-	}
-	if opts.NoSnapshot {
-		req["snapshot"] = false
-	}
-	_, err := c.call(ctx, req)
-	return err
-}
-
-// Unsubscribe ends subscriptions.
-func (c *Client) Unsubscribe(ctx context.Context, subjects []string) error {
-	_, err := c.call(ctx, map[string]any{"op": "unsubscribe", "subjects": subjects})
-	return err
-}
-
-// Publish sends a message and returns its position once Kafka acknowledged it.
-func (c *Client) Publish(ctx context.Context, subject string, payload []byte, headers map[string]string) (string, error) {
-	req := map[string]any{"op": "publish", "subject": subject}
-	if utf8.Valid(payload) {
-		req["payload"] = string(payload)
-	} else {
-		req["payload_b64"] = base64.StdEncoding.EncodeToString(payload)
-	}
-	if len(headers) > 0 {
-		req["headers"] = headers
-	}
-	f, err := c.call(ctx, req)
-	return f.Position, err
-}
-
-// Close closes the connection.
-func (c *Client) Close() error {
-	c.writeMu.Lock()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	c.writeMu.Unlock()
-	err := c.ws.Close()
-	<-c.done
-	return err
-}
