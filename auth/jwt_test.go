@@ -480,3 +480,36 @@ func FuzzJWT(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKeyFiles feeds arbitrary bytes to the JWKS and PEM key parsers: no
+// panic, and every key they return is usable, of its algorithm's type.
+func FuzzKeyFiles(f *testing.F) {
+	k := testKeys()
+	b, _ := json.Marshal(map[string]any{"keys": []any{jwkOf(f, "a", &k.rsa.PublicKey), jwkOf(f, "b", &k.ec.PublicKey)}})
+	f.Add(b)
+	f.Add([]byte(pemPublic(f, &k.rsa.PublicKey) + pemPublic(f, &k.ec.PublicKey)))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check := func(keys []verifyKey, err error) {
+			if err == nil && len(keys) == 0 {
+				t.Fatal("no error and no key")
+			}
+			for _, vk := range keys {
+				switch vk.key.(type) {
+				case *rsa.PublicKey:
+					if vk.alg != "RS256" {
+						t.Fatalf("RSA key for %s", vk.alg)
+					}
+				case *ecdsa.PublicKey:
+					if vk.alg != "ES256" {
+						t.Fatalf("EC key for %s", vk.alg)
+					}
+				default:
+					t.Fatalf("key of type %T", vk.key)
+				}
+			}
+		}
+		check(parseJWKS(data))
+		check(parsePEMKeys(data))
+	})
+}

@@ -45,38 +45,44 @@ func ValidatePermissions(ps []string) error {
 }
 
 // checkPattern validates p; wildcards says whether '+' and '#' may appear.
+// It runs for every publish, so it is one pass over the bytes.
 func checkPattern(p string, wildcards bool) error {
 	if p == "" || p[0] != '/' {
 		return errNoSlash
 	}
-	rest := p[1:]
-	for {
-		seg, tail, more := strings.Cut(rest, "/")
+	segStart, wild := 1, false // wild: the segment holds '+' or '#'
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			wild = wild || p[i] == '+' || p[i] == '#'
+			continue
+		}
+		seg := p[segStart:i]
 		switch {
 		case seg == "":
 			return errEmptySeg
-		case seg == "+" || seg == "#":
-			if !wildcards {
-				return errWildcard
-			}
-			if seg == "#" && more {
-				return errHashNotLast
-			}
-		case strings.ContainsAny(seg, "+#"):
+		case !wild:
+		case seg != "+" && seg != "#":
 			return errMixedWildcard
+		case !wildcards:
+			return errWildcard
+		case seg == "#" && i < len(p):
+			return errHashNotLast
 		}
-		if !more {
-			return nil
-		}
-		rest = tail
+		segStart, wild = i+1, false
 	}
+	return nil
 }
 
 // Match reports whether the permission pattern perm grants the concrete
 // subject. A malformed perm grants nothing, and a malformed subject (or one
 // with wildcards) is granted by nothing. It does not allocate.
 func Match(perm, subject string) bool {
-	if checkPattern(perm, true) != nil || checkPattern(subject, false) != nil {
+	return checkPattern(subject, false) == nil && matchValid(perm, subject)
+}
+
+// matchValid is Match for a subject known to be valid.
+func matchValid(perm, subject string) bool {
+	if checkPattern(perm, true) != nil {
 		return false
 	}
 	p, s := perm[1:], subject[1:]
@@ -118,7 +124,7 @@ func Covered(perms []string, pattern string) (bool, error) {
 	}
 	if !strings.ContainsAny(pattern, "+#") {
 		for _, p := range perms {
-			if Match(p, pattern) {
+			if matchValid(p, pattern) {
 				return true, nil
 			}
 		}

@@ -27,7 +27,7 @@ func (p *Permissions) Authorize(_ context.Context, id *Identity, action Action, 
 			return forbidden(id, action, subject, "not a valid subject to publish on: "+err.Error())
 		}
 		for _, perm := range id.Publish {
-			if Match(perm, subject) {
+			if matchValid(perm, subject) {
 				return nil
 			}
 		}

@@ -149,3 +149,28 @@ func TestErrorMessages(t *testing.T) {
 		t.Error("Action.String")
 	}
 }
+
+func BenchmarkAuthorize(b *testing.B) {
+	p := &Permissions{Now: newClock().Now}
+	id := &Identity{Name: "x",
+		Subscribe: []string{"/vehicles/#", "/alerts/+/fire", "/chat/room1", "/chat/room2", "/+/status"},
+		Publish:   []string{"/a/#", "/b/+/c", "/vehicles/+/position"}}
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name    string
+		action  Action
+		subject string
+	}{
+		{"publish", Publish, "/vehicles/17/position"},
+		{"subscribe-subject", Subscribe, "/vehicles/17/speed"},
+		{"subscribe-pattern", Subscribe, "/vehicles/+/speed"},
+		{"subscribe-pattern-denied", Subscribe, "/chat/+"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p.Authorize(ctx, id, bc.action, bc.subject)
+			}
+		})
+	}
+}
