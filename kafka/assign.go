@@ -53,6 +53,7 @@ func (s *Source) apply(ctx context.Context, details map[string]topicDetail, firs
 		if _, ok := details[name]; !ok {
 			s.log.Info("topic deleted; no longer consumed", "topic", name)
 			s.drop(name, st.partitions, remove)
+			s.purge = append(s.purge, name)
 			delete(s.topics, name)
 			s.epochs.Delete(name)
 			s.out.Forget(name)
@@ -62,6 +63,14 @@ func (s *Source) apply(ctx context.Context, details map[string]topicDetail, firs
 		if len(remove[i]) > 0 {
 			cl.RemoveConsumePartitions(remove[i])
 		}
+	}
+	if len(s.purge) > 0 {
+		// A deleted or re-created topic must be forgotten entirely, or
+		// franz-go keeps fetching it by its old topic ID.
+		for _, cl := range s.clients {
+			cl.PurgeTopicsFromClient(s.purge...)
+		}
+		s.purge = s.purge[:0]
 	}
 	offsets, failed := s.resolve(ctx, plans)
 	if first {
@@ -84,6 +93,7 @@ func (s *Source) planTopic(name string, d topicDetail, first bool, remove []map[
 	case old.id != d.id:
 		s.log.Warn("topic re-created: positions of the old one are void", "topic", name)
 		s.drop(name, old.partitions, remove)
+		s.purge = append(s.purge, name)
 		p.from = fromStart
 	case old.partitions != n:
 		s.log.Warn("partition count changed: positions of the topic are void", "topic", name, "from", old.partitions, "to", n)

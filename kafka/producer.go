@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -61,10 +62,21 @@ func (p *Producer) Publish(ctx context.Context, pub core.Publication, done func(
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	// The promise always runs, so a publish is reported failed only when
-	// Kafka really did not take it, and acknowledged only when it did.
+	// franz-go enforces its delivery timeout only when that is safe for the
+	// idempotent producer's sequence numbers: a record in flight when the
+	// broker vanished waits for it to return. The client gets its answer by
+	// the deadline regardless: an error saying the outcome is unknown. The
+	// promise, when it comes, is then ignored; an ack is sent only from it.
+	var once sync.Once
+	reply := done
+	answer := func(pos core.Position, err error) { once.Do(func() { reply(pos, err) }) }
+	deadline := time.AfterFunc(p.timeout+time.Second, func() {
+		answer(core.Position{}, fmt.Errorf("%w: no answer from Kafka within %v; the message may still be stored", core.ErrTimeout, p.timeout))
+	})
+	done = answer
 	p.client(r).TryProduce(ctx, r, func(r *kgo.Record, err error) {
 		cancel()
+		deadline.Stop()
 		if err != nil {
 			done(core.Position{}, classify(err))
 			return

@@ -50,6 +50,7 @@ type Source struct {
 	clients []*kgo.Client
 
 	topics  map[string]*topicState // owned by the discovery loop
+	purge   []string               // topics to forget in the clients, likewise
 	epochs  sync.Map               // topic → uint32, for readers
 	wake    chan struct{}
 	refresh chan chan error
