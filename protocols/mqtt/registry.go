@@ -1,0 +1,252 @@
+package mqtt
+
+import (
+	"strings"
+	"time"
+)
+
+// Sessions by client identifier. Lock order: Server.mu, then session.mu;
+// the Hub's locks come before session.mu (Deliver), and neither Server.mu
+// nor session.mu is held while calling into the Hub.
+
+// attach binds a connection to its client identifier's session and reports
+// whether the session existed (CONNACK's session present flag). The
+// existing session is resumed unless the client asks for a clean one, it
+// has ended (reset), or the client now speaks another MQTT generation; a
+// connection still attached to it is taken over (mochi disconnects it with
+// "session taken over", 0x8E).
+func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
+	var stale *session
+	var staleWill *will
+	s.mu.Lock()
+	ss := s.sessions[id]
+	if ss != nil {
+		ss.mu.Lock()
+		if clean || ss.ended || ss.v5 != c.v5 {
+			ss.conn = nil
+			ss.endLocked()
+			ss.mu.Unlock()
+			staleWill = s.forget(ss)
+			stale, ss = ss, nil
+		}
+	}
+	present := ss != nil
+	if ss == nil {
+		ss = &session{srv: s, id: strings.Clone(id), v5: c.v5}
+		s.sessions[ss.id] = ss
+		ss.mu.Lock()
+	}
+	ss.conn = c
+	c.sess, c.present = ss, present
+	c.resend = len(ss.inflight)
+	s.online(ss)
+	ss.mu.Unlock()
+	s.mu.Unlock()
+	if stale != nil {
+		s.unsubscribeAll(stale)
+	}
+	if staleWill != nil {
+		s.publishWill(staleWill)
+	}
+	return ss, present
+}
+
+// online takes a session off the offline list: its expiry and a will
+// waiting for its delay are cancelled (the client is back in time).
+// Server.mu is held.
+func (s *Server) online(ss *session) {
+	if ss.offline != nil {
+		s.offline.Remove(ss.offline)
+		ss.offline = nil
+	}
+	if ss.expirer != nil {
+		ss.expirer.Stop()
+		ss.expirer = nil
+	}
+	if ss.willTimer != nil {
+		ss.willTimer.Stop()
+		ss.willTimer, ss.will = nil, nil
+	}
+}
+
+// disconnected handles the end of a connection that had a session. The
+// session ends when the client asked for no persistence (expire), when it
+// was reset, when the server is shutting down, or when more is queued for
+// it than it may keep while away; otherwise it waits for the client, for
+// at most its expiry. abnormal means the connection ended without a
+// DISCONNECT from the client: the will is published (after its delay, if
+// the session waits for the client and the client does not come back in
+// time), except when the server closed the connection to shut down.
+func (s *Server) disconnected(c *conn, abnormal, expire bool, expiry time.Duration) {
+	c.disconnected = true
+	ss := c.sess
+	w := c.will
+	if !abnormal {
+		w = nil
+	}
+	var victims []*session
+	var endWill *will
+	s.mu.Lock()
+	if s.draining {
+		w = nil
+	}
+	ss.mu.Lock()
+	c.dead = true
+	c.ctrl, c.ctrlBytes = nil, 0
+	if ss.conn != c { // taken over by a new connection
+		ended := ss.ended
+		ss.mu.Unlock()
+		s.mu.Unlock()
+		if w != nil && (w.delay == 0 || ended) { // a will delay ends with the session
+			s.publishWill(w)
+		}
+		return
+	}
+	ss.conn = nil
+	end := expire || ss.ended || s.draining || !s.keepOffline(ss)
+	if end {
+		ss.endLocked()
+		ss.mu.Unlock()
+		endWill = s.forget(ss)
+	} else {
+		ss.mu.Unlock()
+		s.goOffline(ss, expiry)
+		if w != nil && w.delay > 0 {
+			s.delayWill(ss, w, min(w.delay, expiry))
+			w = nil
+		}
+		victims = s.trimOffline()
+	}
+	s.mu.Unlock()
+	if end {
+		s.unsubscribeAll(ss)
+	}
+	for _, v := range victims {
+		s.stats.resets.Add(1)
+		s.endSession(v)
+	}
+	for _, x := range []*will{w, endWill} {
+		if x != nil {
+			s.publishWill(x)
+		}
+	}
+}
+
+// keepOffline trims a session's queue to what it may keep while its client
+// is away: QoS 0 messages are dropped first; when QoS 1 messages alone are
+// too many, the session cannot be kept (false). session.mu is held.
+func (s *Server) keepOffline(ss *session) bool {
+	limit := s.cfg.SessionQueueSize
+	if ss.queued <= limit {
+		return true
+	}
+	n := ss.q.len()
+	ss.queued -= ss.q.dropQoS0()
+	s.stats.dropped.Add(int64(n - ss.q.len()))
+	if ss.queued <= limit {
+		return true
+	}
+	s.stats.resets.Add(1)
+	return false
+}
+
+// goOffline puts a session on the offline list and starts its expiry.
+// Server.mu is held.
+func (s *Server) goOffline(ss *session, expiry time.Duration) {
+	ss.expiry = expiry
+	ss.offline = s.offline.PushBack(ss)
+	var t *time.Timer
+	t = time.AfterFunc(expiry, func() {
+		s.mu.Lock()
+		due := ss.expirer == t && ss.offline != nil
+		s.mu.Unlock()
+		if due {
+			s.stats.expired.Add(1)
+			s.endSession(ss)
+		}
+	})
+	ss.expirer = t
+}
+
+// delayWill publishes w after delay unless the client comes back first or
+// the session ends first (then it is published at once). Server.mu is held.
+func (s *Server) delayWill(ss *session, w *will, delay time.Duration) {
+	ss.will = w
+	ss.willTimer = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		due := ss.will == w
+		if due {
+			ss.will, ss.willTimer = nil, nil
+		}
+		s.mu.Unlock()
+		if due {
+			s.publishWill(w)
+		}
+	})
+}
+
+// trimOffline returns the sessions past the offline bound, longest absent
+// first, taken off the list. Server.mu is held.
+func (s *Server) trimOffline() []*session {
+	var out []*session
+	for s.offline.Len() > s.cfg.MaxOfflineSessions {
+		ss := s.offline.Remove(s.offline.Front()).(*session)
+		ss.offline = nil
+		out = append(out, ss)
+	}
+	return out
+}
+
+// forget removes a session from the registry and the offline list and
+// stops its timers. It returns a will that was waiting for its delay: the
+// session ends first, so it is to be published now. Server.mu is held.
+func (s *Server) forget(ss *session) *will {
+	if s.sessions[ss.id] == ss {
+		delete(s.sessions, ss.id)
+	}
+	if ss.offline != nil {
+		s.offline.Remove(ss.offline)
+		ss.offline = nil
+	}
+	if ss.expirer != nil {
+		ss.expirer.Stop()
+		ss.expirer = nil
+	}
+	w := ss.will
+	if ss.willTimer != nil && !ss.willTimer.Stop() {
+		w = nil // it fired and is publishing
+	}
+	ss.will, ss.willTimer = nil, nil
+	return w
+}
+
+// endSession ends a session from outside any lock: it leaves the registry,
+// drops what it holds, and its subscriptions leave the Hub.
+func (s *Server) endSession(ss *session) {
+	s.mu.Lock()
+	w := s.forget(ss)
+	s.mu.Unlock()
+	ss.mu.Lock()
+	ss.endLocked()
+	ss.mu.Unlock()
+	s.unsubscribeAll(ss)
+	if w != nil {
+		s.publishWill(w)
+	}
+}
+
+// unsubscribeAll removes a session's subscriptions from the Hub, once.
+func (s *Server) unsubscribeAll(ss *session) {
+	ss.mu.Lock()
+	subs := ss.subs
+	done := ss.unsubbed
+	ss.subs, ss.unsubbed = nil, true
+	ss.mu.Unlock()
+	if done {
+		return
+	}
+	for _, t := range subs {
+		s.node.Hub.Unsubscribe(t.sub)
+	}
+	s.stats.subscriptions.Add(-int64(len(subs)))
+}
