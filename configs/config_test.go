@@ -50,6 +50,19 @@ func defaultConfig() *Config {
 	c.Embedded.Partitions = 1
 	c.Embedded.RetentionTime = 168 * time.Hour
 	c.Embedded.RetentionBytes = 1 << 30
+	c.MQTT.Listen = ":1883"
+	c.MQTT.WSPath = "/mqtt"
+	c.MQTT.TLSCertFile, c.MQTT.TLSKeyFile = "", ""
+	c.MQTT.MaxPacketSize = 256 << 10
+	c.MQTT.MaxInflight = 64
+	c.MQTT.MaxKeepalive = 20 * time.Minute
+	c.MQTT.ConnectTimeout = 10 * time.Second
+	c.MQTT.WriteQueueSize = 1 << 20
+	c.MQTT.WriteTimeout = 10 * time.Second
+	c.MQTT.MaxSubscriptions = 1000
+	c.MQTT.MaxSessionExpiry = time.Hour
+	c.MQTT.SessionQueueSize = 256 << 10
+	c.MQTT.MaxOfflineSessions = 10000
 	return c
 }
 
@@ -87,6 +100,20 @@ func fields(c *Config) map[string]any {
 		"embedded.partitions":       c.Embedded.Partitions,
 		"embedded.retention.time":   c.Embedded.RetentionTime,
 		"embedded.retention.bytes":  c.Embedded.RetentionBytes,
+		"mqtt.listen":               c.MQTT.Listen,
+		"mqtt.ws.path":              c.MQTT.WSPath,
+		"mqtt.tls.cert.file":        c.MQTT.TLSCertFile,
+		"mqtt.tls.key.file":         c.MQTT.TLSKeyFile,
+		"mqtt.max.packet.size":      c.MQTT.MaxPacketSize,
+		"mqtt.max.inflight":         c.MQTT.MaxInflight,
+		"mqtt.max.keepalive":        c.MQTT.MaxKeepalive,
+		"mqtt.connect.timeout":      c.MQTT.ConnectTimeout,
+		"mqtt.write.queue.size":     c.MQTT.WriteQueueSize,
+		"mqtt.write.timeout":        c.MQTT.WriteTimeout,
+		"mqtt.max.subscriptions":    c.MQTT.MaxSubscriptions,
+		"mqtt.max.session.expiry":   c.MQTT.MaxSessionExpiry,
+		"mqtt.session.queue.size":   c.MQTT.SessionQueueSize,
+		"mqtt.max.offline.sessions": c.MQTT.MaxOfflineSessions,
 	}
 }
 

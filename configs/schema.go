@@ -80,6 +80,22 @@ type Config struct {
 		RetentionTime  time.Duration
 		RetentionBytes int64
 	}
+	MQTT struct {
+		Listen             string
+		WSPath             string
+		TLSCertFile        string
+		TLSKeyFile         string
+		MaxPacketSize      int64
+		MaxInflight        int
+		MaxKeepalive       time.Duration
+		ConnectTimeout     time.Duration
+		WriteQueueSize     int64
+		WriteTimeout       time.Duration
+		MaxSubscriptions   int
+		MaxSessionExpiry   time.Duration
+		SessionQueueSize   int64
+		MaxOfflineSessions int
+	}
 }
 
 // Keys is the schema: every key kedge accepts, in the order the example file
@@ -186,4 +202,47 @@ var Keys = []Key{
 	{Name: "embedded.retention.bytes", Kind: Bytes, Default: "1GiB", Min: 1 << 20,
 		Doc: "How many bytes the embedded broker keeps per partition.",
 		set: func(c *Config, v any) { c.Embedded.RetentionBytes = v.(int64) }},
+
+	{Name: "mqtt.listen", Kind: String, Default: ":1883",
+		Doc: "Address of the MQTT listener (TCP; TLS with tls.cert.file and tls.key.file); empty turns it off.",
+		set: func(c *Config, v any) { c.MQTT.Listen = v.(string) }},
+	{Name: "mqtt.ws.path", Kind: String, Default: "/mqtt",
+		Doc: "HTTP path of MQTT over WebSocket on the HTTP listener; empty turns it off.",
+		set: func(c *Config, v any) { c.MQTT.WSPath = v.(string) }},
+	{Name: "mqtt.tls.cert.file", Kind: String, Default: "",
+		Doc: "PEM certificate (chain) of the MQTT listener; with tls.key.file, mqtt.listen speaks MQTT over TLS.",
+		set: func(c *Config, v any) { c.MQTT.TLSCertFile = v.(string) }},
+	{Name: "mqtt.tls.key.file", Kind: String, Default: "",
+		Doc: "PEM private key of tls.cert.file.",
+		set: func(c *Config, v any) { c.MQTT.TLSKeyFile = v.(string) }},
+	{Name: "mqtt.max.packet.size", Kind: Bytes, Default: "256KiB", Min: 1024,
+		Doc: "Largest MQTT packet a client may send (told to MQTT 5 clients); a larger one closes the connection.",
+		set: func(c *Config, v any) { c.MQTT.MaxPacketSize = v.(int64) }},
+	{Name: "mqtt.max.inflight", Kind: Int, Default: 64, Min: 1,
+		Doc: "QoS 1 and 2 messages in flight per client, each way: publishes waiting for Kafka (MQTT 5's Receive Maximum) and deliveries waiting for PUBACK. At most 65535.",
+		set: func(c *Config, v any) { c.MQTT.MaxInflight = v.(int) }},
+	{Name: "mqtt.max.keepalive", Kind: Duration, Default: "20m", Min: int64(time.Second),
+		Doc: "Longest keepalive a client may use; one asking for more, or for none, gets this (MQTT 5 is told). At most 65535s.",
+		set: func(c *Config, v any) { c.MQTT.MaxKeepalive = v.(time.Duration) }},
+	{Name: "mqtt.connect.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long a new connection may take to send CONNECT, TLS handshake included.",
+		set: func(c *Config, v any) { c.MQTT.ConnectTimeout = v.(time.Duration) }},
+	{Name: "mqtt.write.queue.size", Kind: Bytes, Default: "1MiB", Min: 1024,
+		Doc: "Bytes of pending writes for one connected client before it counts as a slow consumer (QoS 1: disconnected, session reset; QoS 0: drops).",
+		set: func(c *Config, v any) { c.MQTT.WriteQueueSize = v.(int64) }},
+	{Name: "mqtt.write.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long one write to a client may take before the connection is closed.",
+		set: func(c *Config, v any) { c.MQTT.WriteTimeout = v.(time.Duration) }},
+	{Name: "mqtt.max.subscriptions", Kind: Int, Default: 1000, Min: 1,
+		Doc: "Most subscriptions one MQTT session may hold.",
+		set: func(c *Config, v any) { c.MQTT.MaxSubscriptions = v.(int) }},
+	{Name: "mqtt.max.session.expiry", Kind: Duration, Default: "1h", Min: int64(time.Second),
+		Doc: "Longest a persistent session is kept while its client is away (MQTT 5 session expiry intervals are capped to it; 3.1.1 clean-session-false sessions get it).",
+		set: func(c *Config, v any) { c.MQTT.MaxSessionExpiry = v.(time.Duration) }},
+	{Name: "mqtt.session.queue.size", Kind: Bytes, Default: "256KiB", Min: 1024,
+		Doc: "Bytes of messages kept for a persistent session while its client is away; when a QoS 1 message does not fit, the session is reset (QoS 0 messages are dropped instead).",
+		set: func(c *Config, v any) { c.MQTT.SessionQueueSize = v.(int64) }},
+	{Name: "mqtt.max.offline.sessions", Kind: Int, Default: 10000, Min: 1,
+		Doc: "Most persistent sessions kept for absent clients; past it the one absent longest is reset.",
+		set: func(c *Config, v any) { c.MQTT.MaxOfflineSessions = v.(int) }},
 }
