@@ -23,6 +23,8 @@ func defaultConfig() *Config {
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Listen = ":8080"
 	c.HTTP.ShutdownTimeout = 10 * time.Second
+	c.HTTP.CORSAllowedOrigins = []string{}
+	c.HTTP.PublishMaxPayload = 64 << 10
 	c.WS.Path = "/v1/ws"
 	c.WS.MaxMessageSize = 64 << 10
 	c.WS.WriteQueueSize = 1 << 20
@@ -31,6 +33,11 @@ func defaultConfig() *Config {
 	c.WS.PongTimeout = 10 * time.Second
 	c.WS.MaxSubscriptions = 1000
 	c.WS.MaxInflight = 64
+	c.SSE.HeartbeatInterval = 15 * time.Second
+	c.SSE.Retry = 2 * time.Second
+	c.SSE.WriteQueueSize = 1 << 20
+	c.SSE.WriteTimeout = 10 * time.Second
+	c.SSE.MaxSubscriptions = 100
 	c.Recovery.MaxMessages = 10000
 	c.Recovery.MaxAge = 24 * time.Hour
 	c.Recovery.Timeout = 30 * time.Second
@@ -74,6 +81,8 @@ func fields(c *Config) map[string]any {
 		"log.format":                c.Log.Format,
 		"http.listen":               c.HTTP.Listen,
 		"http.shutdown.timeout":     c.HTTP.ShutdownTimeout,
+		"http.cors.allowed.origins": c.HTTP.CORSAllowedOrigins,
+		"http.publish.max.payload":  c.HTTP.PublishMaxPayload,
 		"ws.path":                   c.WS.Path,
 		"ws.max.message.size":       c.WS.MaxMessageSize,
 		"ws.write.queue.size":       c.WS.WriteQueueSize,
@@ -82,6 +91,11 @@ func fields(c *Config) map[string]any {
 		"ws.pong.timeout":           c.WS.PongTimeout,
 		"ws.max.subscriptions":      c.WS.MaxSubscriptions,
 		"ws.max.inflight":           c.WS.MaxInflight,
+		"sse.heartbeat.interval":    c.SSE.HeartbeatInterval,
+		"sse.retry":                 c.SSE.Retry,
+		"sse.write.queue.size":      c.SSE.WriteQueueSize,
+		"sse.write.timeout":         c.SSE.WriteTimeout,
+		"sse.max.subscriptions":     c.SSE.MaxSubscriptions,
 		"recovery.max.messages":     c.Recovery.MaxMessages,
 		"recovery.max.age":          c.Recovery.MaxAge,
 		"recovery.timeout":          c.Recovery.Timeout,

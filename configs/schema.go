@@ -38,8 +38,10 @@ type Config struct {
 	Node struct{ Name string }
 	Log  struct{ Level, Format string }
 	HTTP struct {
-		Listen          string
-		ShutdownTimeout time.Duration
+		Listen             string
+		ShutdownTimeout    time.Duration
+		CORSAllowedOrigins []string
+		PublishMaxPayload  int64
 	}
 	WS struct {
 		Path             string
@@ -50,6 +52,13 @@ type Config struct {
 		PongTimeout      time.Duration
 		MaxSubscriptions int
 		MaxInflight      int
+	}
+	SSE struct {
+		HeartbeatInterval time.Duration
+		Retry             time.Duration
+		WriteQueueSize    int64
+		WriteTimeout      time.Duration
+		MaxSubscriptions  int
 	}
 	Cache struct {
 		Size       int
@@ -117,6 +126,12 @@ var Keys = []Key{
 	{Name: "http.shutdown.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
 		Doc: "On SIGINT/SIGTERM, how long to wait for publishes in flight and the producer to flush.",
 		set: func(c *Config, v any) { c.HTTP.ShutdownTimeout = v.(time.Duration) }},
+	{Name: "http.cors.allowed.origins", Kind: List, Default: []string{},
+		Doc: "Origins whose pages may use /v1/sse, /v1/publish and /v1/snapshot (CORS), like https://app.example; empty allows any origin (a development default). A page is always allowed on kedge's own origin.",
+		set: func(c *Config, v any) { c.HTTP.CORSAllowedOrigins = v.([]string) }},
+	{Name: "http.publish.max.payload", Kind: Bytes, Default: "64KiB", Min: 1,
+		Doc: "Largest payload POST /v1/publish accepts; a larger one gets 413 payload_too_large.",
+		set: func(c *Config, v any) { c.HTTP.PublishMaxPayload = v.(int64) }},
 
 	{Name: "ws.path", Kind: String, Default: "/v1/ws", Doc: "HTTP path of the WebSocket endpoint.",
 		set: func(c *Config, v any) { c.WS.Path = v.(string) }},
@@ -141,6 +156,22 @@ var Keys = []Key{
 	{Name: "ws.max.inflight", Kind: Int, Default: 64, Min: 1,
 		Doc: "Most publishes of one connection waiting for Kafka; past it the server stops reading that connection until one is answered.",
 		set: func(c *Config, v any) { c.WS.MaxInflight = v.(int) }},
+
+	{Name: "sse.heartbeat.interval", Kind: Duration, Default: "15s", Min: int64(time.Millisecond),
+		Doc: "How often a Server-Sent Events stream gets a heartbeat comment, which keeps proxies from closing it and finds clients that are gone.",
+		set: func(c *Config, v any) { c.SSE.HeartbeatInterval = v.(time.Duration) }},
+	{Name: "sse.retry", Kind: Duration, Default: "2s", Min: int64(time.Millisecond),
+		Doc: "Reconnection delay suggested to EventSource clients (the retry: field of the first event).",
+		set: func(c *Config, v any) { c.SSE.Retry = v.(time.Duration) }},
+	{Name: "sse.write.queue.size", Kind: Bytes, Default: "1MiB", Min: 1024,
+		Doc: "Bytes queued for one SSE stream before it counts as a slow consumer (guaranteed: ended with an error event; standard: drops).",
+		set: func(c *Config, v any) { c.SSE.WriteQueueSize = v.(int64) }},
+	{Name: "sse.write.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long one write to an SSE client may take before the stream is ended.",
+		set: func(c *Config, v any) { c.SSE.WriteTimeout = v.(time.Duration) }},
+	{Name: "sse.max.subscriptions", Kind: Int, Default: 100, Min: 1,
+		Doc: "Most subjects and patterns one SSE stream may name.",
+		set: func(c *Config, v any) { c.SSE.MaxSubscriptions = v.(int) }},
 
 	{Name: "cache.size", Kind: Int, Default: 1000, Min: 1,
 		Doc: "Messages kept per subject for snapshots and recovery.",

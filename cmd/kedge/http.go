@@ -3,12 +3,20 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/kedgehq/kedge/protocols/console"
 )
 
 // routes is the HTTP listener's mux: the WebSocket endpoint and operations.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.WS.Path, s.ws)
+	// The SSE and HTTP endpoints answer every method themselves (CORS
+	// preflights, JSON 405s); the console takes every other path.
+	mux.Handle("/v1/sse", s.sse)
+	mux.HandleFunc("/v1/publish", s.sse.Publish)
+	mux.HandleFunc("/v1/snapshot", s.sse.Snapshot)
+	mux.Handle("/", console.Handler(s.cfg.WS.Path))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

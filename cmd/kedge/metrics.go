@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kedgehq/kedge/protocols/sse"
 )
 
 // metricsHandler serves Prometheus metrics read from each part's Stats at
@@ -31,6 +33,22 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_publishes_total", "Client publishes handed to Kafka.", wsStat(func() int64 { return w.Stats().Published }))
 	counter("kedge_publish_errors_total", "Client publishes that failed.", wsStat(func() int64 { return w.Stats().PublishErrors }))
 	counter("kedge_ws_errors_total", "Error frames sent and connections failed.", wsStat(func() int64 { return w.Stats().Errors }))
+
+	sseStat := func(f func(sse.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(s.sse.Stats())) }
+	}
+	gauge("kedge_sse_connections", "Open Server-Sent Events streams.", sseStat(func(st sse.Stats) int64 { return st.Connections }))
+	counter("kedge_sse_connections_accepted_total", "SSE streams accepted.", sseStat(func(st sse.Stats) int64 { return st.Accepted }))
+	gauge("kedge_sse_subscriptions", "Subscriptions held by SSE streams.", sseStat(func(st sse.Stats) int64 { return st.Subscriptions }))
+	counter("kedge_sse_messages_out_total", "Messages queued to SSE streams.", sseStat(func(st sse.Stats) int64 { return st.Delivered }))
+	counter("kedge_sse_messages_dropped_total", "Messages dropped for standard-mode SSE streams under backpressure.", sseStat(func(st sse.Stats) int64 { return st.Dropped }))
+	counter("kedge_sse_slow_consumer_disconnects_total", "SSE streams ended because they read too slowly.", sseStat(func(st sse.Stats) int64 { return st.SlowClosed }))
+	counter("kedge_sse_resumes_total", "SSE subscriptions resumed from a Last-Event-ID.", sseStat(func(st sse.Stats) int64 { return st.Resumes }))
+	counter("kedge_sse_resets_total", "SSE resumes whose history could not be recovered.", sseStat(func(st sse.Stats) int64 { return st.Resets }))
+	counter("kedge_http_errors_total", "SSE, publish and snapshot requests refused, and failed SSE writes.", sseStat(func(st sse.Stats) int64 { return st.Errors }))
+	counter("kedge_http_publishes_total", "HTTP publishes acknowledged by Kafka.", sseStat(func(st sse.Stats) int64 { return st.Published }))
+	counter("kedge_http_publish_errors_total", "HTTP publishes that failed.", sseStat(func(st sse.Stats) int64 { return st.PublishErrors }))
+	counter("kedge_http_snapshots_total", "GET /v1/snapshot requests served.", sseStat(func(st sse.Stats) int64 { return st.Snapshots }))
 
 	src, hub := s.source, s.hub
 	counter("kedge_messages_in_total", "Records consumed from Kafka.", wsStat(func() int64 { return src.Stats().Records }))

@@ -18,6 +18,7 @@ import (
 	"github.com/kedgehq/kedge/configs"
 	"github.com/kedgehq/kedge/core"
 	"github.com/kedgehq/kedge/kafka"
+	"github.com/kedgehq/kedge/protocols/sse"
 	"github.com/kedgehq/kedge/protocols/ws"
 )
 
@@ -91,6 +92,7 @@ type server struct {
 	producer *kafka.Producer
 	hub      *core.Hub
 	ws       *ws.Server
+	sse      *sse.Server
 	http     *http.Server
 }
 
@@ -166,7 +168,16 @@ func (s *server) start(kopts kafka.Options) error {
 		WriteTimeout: cfg.WS.WriteTimeout, PingInterval: cfg.WS.PingInterval, PongTimeout: cfg.WS.PongTimeout,
 		MaxSubscriptions: cfg.WS.MaxSubscriptions, MaxInflight: cfg.WS.MaxInflight, Logger: s.log,
 	})
+	s.sse = sse.NewServer(node, sse.Config{
+		HeartbeatInterval: cfg.SSE.HeartbeatInterval, Retry: cfg.SSE.Retry,
+		WriteQueueSize: int(cfg.SSE.WriteQueueSize), WriteTimeout: cfg.SSE.WriteTimeout,
+		MaxSubscriptions: cfg.SSE.MaxSubscriptions, MaxPayload: int(cfg.HTTP.PublishMaxPayload),
+		AllowedOrigins: cfg.HTTP.CORSAllowedOrigins, Logger: s.log,
+	})
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// SSE streams are requests: end them when shutdown begins, or
+	// http.Server.Shutdown would wait for them until its deadline.
+	s.http.RegisterOnShutdown(s.sse.Shutdown)
 	if !exposure.All() {
 		return nil
 	}
@@ -197,7 +208,7 @@ func (s *server) announce(httpAddr string, kopts kafka.Options) {
 	}
 	s.log.Warn("authentication is off: any client may subscribe and publish (development default)")
 	s.log.Info("kedge ready", "version", version, "http", httpAddr,
-		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "kafka", kafkaAddr, "embedded", s.embedded != nil,
+		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "sse", "http://"+httpAddr+"/v1/sse", "console", "http://"+httpAddr+"/", "kafka", kafkaAddr, "embedded", s.embedded != nil,
 		"consumers", s.cfg.Kafka.Consumers, "producers", s.cfg.Kafka.Producers,
 		"delivery_timeout", kopts.DeliveryTimeout)
 }

@@ -28,8 +28,8 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxPayload bounds the payload of an HTTP publish (default 64 KiB).
 	MaxPayload int
-	// AllowedOrigins lists the origins browsers may call from ("*": any;
-	// default any). A page is always allowed on its own origin.
+	// AllowedOrigins lists the origins browsers may call from ("*": any);
+	// empty allows any. A page is always allowed on its own origin.
 	AllowedOrigins []string
 	Logger         *slog.Logger
 }
@@ -51,7 +51,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteQueueSize, 1<<20)
 	def(&c.MaxSubscriptions, 100)
 	def(&c.MaxPayload, 64<<10)
-	if c.AllowedOrigins == nil {
+	if len(c.AllowedOrigins) == 0 {
 		c.AllowedOrigins = []string{"*"}
 	}
 	if c.Logger == nil {
