@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all deps build run test lint bench fuzz clean
+.PHONY: all deps build run test js lint bench fuzz clean
 
 all: build
 
@@ -22,6 +22,12 @@ run: build
 
 test: deps
 	$(GO) test -race -count=1 ./...
+	$(MAKE) js
+
+# The TypeScript client (protocols/ws/js): install the locked devDependencies
+# from the npm registry, build dist/, and test it against real kedge processes.
+js: build
+	cd protocols/ws/js && npm ci --no-audit --no-fund && npm run build && TEST_KEDGE_BIN=$(CURDIR)/$(BIN) npm test
 
 lint:
 	$(GO) vet ./...

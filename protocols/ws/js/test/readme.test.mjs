@@ -25,11 +25,41 @@ function snippet() {
   return code;
 }
 
+test("every TypeScript snippet of docs/sdk-typescript.md type-checks against the package", () => {
+  const doc = readFileSync(join(pkg, "../../../docs/sdk-typescript.md"), "utf8");
+  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.ok(blocks.length >= 6, `found ${blocks.length} snippets`);
+  const dir = join(tmp, "doc");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  // Snippets may use a client made elsewhere, and AsyncStorage (whose real
+  // signatures are declared here: React Native is not installed).
+  writeFileSync(join(dir, "ambient.d.ts"), `declare module "@react-native-async-storage/async-storage" {
+  const AsyncStorage: {
+    getItem(key: string): Promise<string | null>;
+    setItem(key: string, value: string): Promise<void>;
+    removeItem(key: string): Promise<void>;
+    multiSet(pairs: ReadonlyArray<readonly [string, string]>): Promise<void>;
+    multiRemove(keys: readonly string[]): Promise<void>;
+  };
+  export default AsyncStorage;
+}
+`);
+  const files = blocks.map((b, i) => {
+    const f = join(dir, `snippet${i}.mts`);
+    const prelude = /\bkedge\./.test(b) && !/const kedge\b/.test(b) ? 'import type { KedgeClient } from "@kedge/client";\ndeclare const kedge: KedgeClient;\n' : "";
+    writeFileSync(f, prelude + b + "\nexport {};\n");
+    return f;
+  });
+  execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "--noEmit", "--strict", "--target", "es2022",
+    "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--lib", "es2022", join(dir, "ambient.d.ts"), ...files], { stdio: "inherit" });
+});
+
 test("the README's TypeScript example type-checks and works against a real kedge", async (t) => {
   const code = snippet();
   assert.ok(code.includes('"ws://localhost:8080/v1/ws"'), "the example connects to kedge's default URL");
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
+  mkdirSync(tmp, { recursive: true });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   writeFileSync(join(tmp, "readme.mts"), code);
