@@ -3,6 +3,7 @@
 //	kedge serve [--config FILE] [--set key=value]... [--<key> value]...
 //	kedge sub [--url URL] SUBJECT...
 //	kedge pub [--url URL] SUBJECT PAYLOAD
+//	kedge bench verify [flags]
 //	kedge config check FILE
 //	kedge version
 //
@@ -29,6 +30,7 @@ Usage:
   kedge sub [--url URL] SUBJECT...  print every message of subjects or patterns
   kedge pub [--url URL] SUBJECT PAYLOAD
                                   publish a message and print Kafka's acknowledgement
+  kedge bench verify [flags]       prove the delivery guarantee on a local cluster
   kedge config check FILE          validate a configuration file
   kedge version                    print the version
 
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pub(args[1:], stdout, stderr)
 	case "config":
 		return configCmd(args[1:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "kedge %s (%s, %s/%s)%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, revision())
 		return 0

@@ -86,10 +86,11 @@ type Client struct {
 	url  string
 	opts Options
 
-	ctx    context.Context // canceled by Close
-	cancel context.CancelFunc
-	done   chan struct{}
-	events chan func() // handler calls, in order
+	ctx        context.Context // canceled by Close
+	cancel     context.CancelFunc
+	done       chan struct{}
+	events     chan func() // handler calls, in order
+	dispatched chan struct{}
 
 	mu      sync.Mutex
 	conn    *websocket.Conn // nil while disconnected
@@ -116,10 +117,11 @@ func Connect(ctx context.Context, url string, opts Options) (*Client, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		url: url, opts: opts.withDefaults(), ctx: cctx, cancel: cancel,
-		done:    make(chan struct{}),
-		pending: make(map[int64]*call),
-		subs:    make(map[string]*Subscription),
-		ready:   make(chan struct{}),
+		done:       make(chan struct{}),
+		dispatched: make(chan struct{}),
+		pending:    make(map[int64]*call),
+		subs:       make(map[string]*Subscription),
+		ready:      make(chan struct{}),
 	}
 	c.events = make(chan func(), c.opts.Buffer)
 	conn, err := c.dialRetrying(ctx)
@@ -278,18 +280,27 @@ func (c *Client) closeConn(conn *websocket.Conn) {
 }
 
 // dispatch runs handlers one at a time, in the order messages arrived, on
-// its own goroutine: a handler may call the Client.
+// its own goroutine: a handler may call the Client. After Close it runs no
+// more of them.
 func (c *Client) dispatch() {
+	defer close(c.dispatched)
 	for ev := range c.events {
+		if c.ctx.Err() != nil {
+			continue // drain without running: the application closed us
+		}
 		ev()
 	}
 }
 
 // Close closes the connection and stops reconnecting. Calls waiting for a
-// reply fail with ErrClosed.
+// reply fail with ErrClosed. When it returns no handler runs any more, and
+// the PositionStore holds the cursor of the last message handled, so a new
+// Client with the same store resumes exactly after it. (Close must not be
+// called from a handler.)
 func (c *Client) Close() error {
 	c.cancel()
 	<-c.done
+	<-c.dispatched
 	return nil
 }
 

@@ -223,20 +223,25 @@ func (c *Client) onMessage(f *frame) {
 	if err != nil {
 		return
 	}
-	var calls []func()
+	var subs []*Subscription
 	c.mu.Lock()
 	for _, s := range c.subs {
-		if s.filter.Topic != subj.Topic || !s.filter.Matches(subj.Key, subj.HasKey) {
-			continue
-		}
-		if s.take(m, pos, c.opts.Store) {
-			h := s.handler
-			calls = append(calls, func() { h(m) })
+		if s.filter.Topic == subj.Topic && s.filter.Matches(subj.Key, subj.HasKey) {
+			subs = append(subs, s)
 		}
 	}
 	c.mu.Unlock()
-	for _, fn := range calls {
-		c.event(fn)
+	for _, s := range subs {
+		// Decided when the handler is about to run, not on receipt: the
+		// cursor (and the store) then say exactly what the application has.
+		c.event(func() {
+			c.mu.Lock()
+			take := c.subs[s.name] == s && s.take(m, pos, c.opts.Store)
+			c.mu.Unlock()
+			if take {
+				s.handler(m)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kedgehq/kedge/configs"
+	"github.com/kedgehq/kedge/protocols/ws/client"
+)
+
+var benchHTTP = &http.Client{Timeout: 10 * time.Second}
+
+func hasMQTT() bool { return slices.Contains(configs.Names(), "mqtt.listen") }
+
+// verifyConfig is what `kedge bench verify` is asked to do.
+type verifyConfig struct {
+	nodes, keys, messages, perProtocol, publishers int
+	disconnectEvery, drain                         time.Duration
+	topic                                          string
+	protocols                                      []string
+}
+
+// benchVerify proves the delivery guarantee end to end: sequenced messages
+// over many keys are published while subscribers, spread over several nodes,
+// disconnect at random and resume on another node; every subscriber must end
+// with every message exactly once and in per-key order.
+func benchVerify(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("bench verify", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c verifyConfig
+	fs.IntVar(&c.nodes, "nodes", 3, "kedge nodes to start (sharing one Kafka)")
+	fs.IntVar(&c.keys, "keys", 100, "keys (subjects) to publish on")
+	fs.IntVar(&c.messages, "messages", 100000, "messages to publish in all")
+	fs.IntVar(&c.perProtocol, "subscribers", 3, "guaranteed subscribers per protocol")
+	fs.IntVar(&c.publishers, "publishers", 32, "concurrent publishing goroutines (each owns some keys)")
+	fs.DurationVar(&c.disconnectEvery, "disconnect-every", 2*time.Second, "mean time between a subscriber's disconnects")
+	fs.DurationVar(&c.drain, "drain", 60*time.Second, "how long to wait for the last messages after publishing")
+	fs.StringVar(&c.topic, "topic", "verify", "topic to use (created by the broker)")
+	fs.StringSliceVar(&c.protocols, "protocols", verifyProtocols(), "subscriber protocols")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	res, err := runVerify(context.Background(), c, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "kedge bench verify: %v\n", err)
+		return 1
+	}
+	res.print(stdout)
+	if !res.ok() {
+		return 1
+	}
+	return 0
+}
+
+// verifyProtocols are the subscriber drivers built into this binary.
+func verifyProtocols() []string {
+	var names []string
+	for _, d := range subscriberDrivers {
+		names = append(names, d.name)
+	}
+	return names
+}
+
+// subscriberDriver runs one subscriber of a protocol: it connects to nodes
+// in turn (resuming where it left off), feeds every message to t, and
+// disconnects at random until ctx ends.
+type subscriberDriver struct {
+	name string
+	run  func(ctx context.Context, id int, nodes []*benchNode, topic string, t *tally, churn func() time.Duration) error
+}
+
+var subscriberDrivers = []subscriberDriver{{name: "ws", run: runWSSubscriber}}
+
+func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResult, error) {
+	broker, err := startBenchBroker(4)
+	if err != nil {
+		return nil, err
+	}
+	defer broker.Close()
+	nodes, err := startBenchNodes(ctx, c.nodes, broker.ListenAddrs()[0], nil)
+	if err != nil {
+		return nil, err
+	}
+	defer stopBenchNodes(nodes)
+	fmt.Fprintf(log, "verify: %d nodes on one Kafka, %d messages over %d keys, %d subscribers per protocol %v\n",
+		len(nodes), c.messages, c.keys, c.perProtocol, c.protocols)
+
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	var tallies []*tally
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	churn := func() time.Duration { return time.Duration(rand.ExpFloat64() * float64(c.disconnectEvery)) }
+	for _, proto := range c.protocols {
+		d, ok := driver(proto)
+		if !ok {
+			return nil, fmt.Errorf("unknown protocol %q (this build has %v)", proto, verifyProtocols())
+		}
+		for i := range c.perProtocol {
+			t := newTally(proto, c.keys)
+			tallies = append(tallies, t)
+			wg.Go(func() {
+				if err := d.run(subCtx, i, nodes, c.topic, t, churn); err != nil && subCtx.Err() == nil {
+					errs <- fmt.Errorf("%s subscriber %d: %w", proto, i, err)
+				}
+			})
+		}
+	}
+	for _, t := range tallies {
+		if err := t.waitSubscribed(ctx, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	pubErrs, err := publishSequenced(ctx, nodes, c)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "verify: published %d messages in %v (%d failed)\n", c.messages, time.Since(start).Round(time.Millisecond), pubErrs)
+	deadline := time.Now().Add(c.drain)
+	for time.Now().Before(deadline) && !allComplete(tallies, c.messages) {
+		select {
+		case err := <-errs:
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stopSubs()
+	wg.Wait()
+	return &verifyResult{tallies: tallies, expected: c.messages, publishErrors: pubErrs}, nil
+}
+
+func driver(name string) (subscriberDriver, bool) {
+	for _, d := range subscriberDrivers {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return subscriberDriver{}, false
+}
+
+// publishSequenced publishes seq 0..n-1 per key, each key's messages in
+// order (a key belongs to one goroutine, which waits for each ack), through
+// the nodes in turn.
+func publishSequenced(ctx context.Context, nodes []*benchNode, c verifyConfig) (failed int64, err error) {
+	perKey := c.messages / c.keys
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	for p := range c.publishers {
+		wg.Go(func() {
+			cl, err := client.Connect(ctx, nodes[p%len(nodes)].WS(), client.Options{})
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			defer cl.Close()
+			for seq := range perKey {
+				for k := p; k < c.keys; k += c.publishers {
+					subject := fmt.Sprintf("/%s/k%d", c.topic, k)
+					if _, err := cl.Publish(ctx, subject, []byte(strconv.Itoa(seq)), nil); err != nil {
+						failures.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if e, ok := firstErr.Load().(error); ok {
+		return 0, e
+	}
+	return failures.Load(), nil
+}
+
+func allComplete(ts []*tally, expected int) bool {
+	for _, t := range ts {
+		if t.distinct() < expected {
+			return false
+		}
+	}
+	return true
+}
+
+// runWSSubscriber is the WebSocket driver: the Go SDK, a fresh client on
+// another node at every churn, sharing one position store.
+func runWSSubscriber(ctx context.Context, id int, nodes []*benchNode, topic string, t *tally, churn func() time.Duration) error {
+	store := client.NewMemoryStore()
+	for round := 0; ctx.Err() == nil; round++ {
+		node := nodes[(id+round)%len(nodes)]
+		c, err := client.Connect(ctx, node.WS(), client.Options{Store: store})
+		if err != nil {
+			return err
+		}
+		_, err = c.Subscribe(ctx, "/"+topic+"/+", func(m client.Message) {
+			t.record(m.Subject, string(m.Payload))
+		}, client.SubscribeOptions{NoSnapshot: true, OnReset: func(string) { t.resets.Add(1) }})
+		if err != nil {
+			c.Close()
+			return err
+		}
+		t.subscribed()
+		select {
+		case <-ctx.Done():
+		case <-time.After(churn()):
+			t.reconnects.Add(1)
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// tally checks one subscriber's messages: per key the sequence numbers
+// must come exactly once and in order.
+type tally struct {
+	proto      string
+	mu         sync.Mutex
+	seen       []map[int]bool // per key
+	max        []int          // per key, highest seq seen
+	delivered  int
+	duplicated int
+	reordered  int
+	malformed  int
+	resets     atomic.Int64
+	reconnects atomic.Int64
+	ready      chan struct{}
+	readyOnce  sync.Once
+}
+
+func newTally(proto string, keys int) *tally {
+	t := &tally{proto: proto, seen: make([]map[int]bool, keys), max: make([]int, keys), ready: make(chan struct{})}
+	for i := range t.seen {
+		t.seen[i] = make(map[int]bool)
+		t.max[i] = -1
+	}
+	return t
+}
+
+func (t *tally) subscribed() { t.readyOnce.Do(func() { close(t.ready) }) }
+
+func (t *tally) waitSubscribed(ctx context.Context, d time.Duration) error {
+	select {
+	case <-t.ready:
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("a %s subscriber did not subscribe within %v", t.proto, d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// record notes one message: subject ".../kN", payload the sequence number.
+func (t *tally) record(subject, payload string) {
+	i := strings.LastIndex(subject, "/k")
+	key, err1 := strconv.Atoi(subject[i+2:])
+	seq, err2 := strconv.Atoi(payload)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i < 0 || err1 != nil || err2 != nil || key < 0 || key >= len(t.seen) {
+		t.malformed++
+		return
+	}
+	switch {
+	case t.seen[key][seq]:
+		t.duplicated++
+		return
+	case seq < t.max[key]:
+		t.reordered++
+	}
+	t.seen[key][seq] = true
+	t.max[key] = max(t.max[key], seq)
+	t.delivered++
+}
+
+func (t *tally) distinct() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.delivered
+}
+
+type verifyResult struct {
+	tallies       []*tally
+	expected      int
+	publishErrors int64
+}
+
+func (r *verifyResult) ok() bool {
+	for _, t := range r.tallies {
+		if t.delivered != r.expected || t.duplicated != 0 || t.reordered != 0 || t.malformed != 0 {
+			return false
+		}
+	}
+	return r.publishErrors == 0
+}
+
+// print writes one line per protocol, summed over its subscribers.
+func (r *verifyResult) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "protocol\tsubscribers\texpected\tdelivered\tlost\tduplicated\treordered\tresets\treconnects\t")
+	byProto := map[string][]*tally{}
+	var order []string
+	for _, t := range r.tallies {
+		if byProto[t.proto] == nil {
+			order = append(order, t.proto)
+		}
+		byProto[t.proto] = append(byProto[t.proto], t)
+	}
+	for _, p := range order {
+		var delivered, dup, reord, resets, reconn int
+		for _, t := range byProto[p] {
+			delivered += t.delivered
+			dup += t.duplicated
+			reord += t.reordered
+			resets += int(t.resets.Load())
+			reconn += int(t.reconnects.Load())
+		}
+		expected := r.expected * len(byProto[p])
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", p, len(byProto[p]), expected, delivered,
+			expected-delivered, dup, reord, resets, reconn)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "publish errors: %d\n", r.publishErrors)
+	if r.ok() {
+		fmt.Fprintln(w, "OK: every subscriber got every message exactly once, in per-key order")
+	} else {
+		fmt.Fprintln(w, "FAILED")
+	}
+}
