@@ -97,9 +97,10 @@ type webhookIdentity struct {
 }
 
 type webhookCall struct {
-	done chan struct{}
-	ans  *webhookAnswer
-	err  error
+	done   chan struct{}
+	ans    *webhookAnswer
+	err    error
+	askers int // guarded by Webhook.mu; for tests and metrics
 }
 
 // NewWebhook checks cfg and returns the webhook client.
@@ -184,6 +185,7 @@ func (w *Webhook) ask(ctx context.Context, cache *ttlCache[*webhookAnswer], key 
 		w.inflight[key] = call
 		go w.run(cache, key, req, check, call)
 	}
+	call.askers++
 	w.mu.Unlock()
 	select {
 	case <-call.done:

@@ -298,10 +298,13 @@ func TestWebhookSharesCalls(t *testing.T) {
 		wg.Go(func() { errs <- w.Authorize(context.Background(), &Identity{Name: "a"}, Subscribe, "/x") })
 	}
 	waitFor(t, "one call in flight", func() bool { return b.calls.Load() == 1 })
-	waitFor(t, "all callers waiting", func() bool {
+	waitFor(t, "all callers waiting on the one call", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return len(w.inflight) == 1
+		for _, c := range w.inflight {
+			return len(w.inflight) == 1 && c.askers == 20
+		}
+		return false
 	})
 	close(release)
 	wg.Wait()
