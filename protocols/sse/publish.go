@@ -219,10 +219,7 @@ func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, aerr)
 		return
 	}
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	if draining {
+	if s.isDraining() {
 		s.fail(w, coreError(core.ErrShuttingDown, subject))
 		return
 	}

@@ -94,7 +94,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r, "GET") {
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet {
 		s.fail(w, methodNotAllowed("GET"))
 		return
 	}
@@ -206,7 +206,7 @@ func (s *Server) open(ctx context.Context, w http.ResponseWriter, req *streamReq
 	if len(line)-5 > maxConnectIDLen {
 		return nil, apiErrf(codeTooManySubs, "", "the id of these subscriptions would take %d characters, more than %d: subscribe to fewer subjects or patterns", len(line)-5, maxConnectIDLen)
 	}
-	if !s.track(st) {
+	if s.isDraining() {
 		return nil, coreError(core.ErrShuttingDown, "")
 	}
 	h := w.Header()
@@ -214,10 +214,15 @@ func (s *Server) open(ctx context.Context, w http.ResponseWriter, req *streamReq
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // tell nginx-like proxies not to buffer
 	w.WriteHeader(http.StatusOK)
+	// From here on only the writer's goroutine writes to w.
 	st.out = newWriter(w, s.cfg.WriteQueueSize, s.cfg.WriteTimeout, func(err error) {
 		s.stats.errors.Add(1)
 		st.log.Debug("sse write failed", "err", err)
 	})
+	if !s.track(st) { // Shutdown began after the check above
+		st.Close(core.DisconnectShutdown)
+		return st, nil
+	}
 	retry := []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n")
 	st.out.mu.Lock()
 	st.out.push(retry, st.out.putID(line), simpleEvent(evReady, readyData(req.names, req.since != nil)))
@@ -250,6 +255,12 @@ func (s *Server) cleanup(st *stream) {
 	}
 	s.stats.subscriptions.Add(-int64(len(subs)))
 	s.forget(st)
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
 
 func (s *Server) track(st *stream) bool {
