@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -164,7 +165,9 @@ func (w *writer) write(batch [][]byte) (int, error) {
 	for _, b := range batch {
 		n += len(b)
 	}
-	if err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil && err != http.ErrNotSupported {
+	// A ResponseWriter wrapped without Unwrap cannot set deadlines; the
+	// stream still works, without the bound.
+	if err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return n, err
 	}
 	for _, b := range batch {
