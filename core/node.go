@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kedgehq/kedge/auth"
 )
 
 // Errors a publish or subscribe can fail with, beyond SubjectError. Each maps
@@ -23,6 +25,9 @@ var (
 
 // Code returns the stable error code clients see for err, on every protocol.
 func Code(err error) string {
+	if code, ok := authCode(err); ok {
+		return code
+	}
 	var se *SubjectError
 	switch {
 	case errors.As(err, &se):
@@ -152,6 +157,12 @@ type Node struct {
 	Publisher Publisher
 	Source    Source
 	Exposure  *Exposure
+	// Auth authenticates connections and authorizes their subscribes and
+	// publishes; nil allows everyone everything.
+	Auth *auth.Auth
+	// Audit records connects, disconnects, subscribes, publishes and denials;
+	// nil records nothing.
+	Audit *auth.Audit
 	// MaxPayload bounds a published payload in bytes; 0 means no bound here
 	// (the adapters' frame limits still apply).
 	MaxPayload int

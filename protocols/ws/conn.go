@@ -12,16 +12,23 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
 // conn is one WebSocket client: a core.Subscriber whose read loop runs in the
 // HTTP handler's goroutine.
 type conn struct {
-	srv *Server
-	ws  *websocket.Conn
-	out *writer
-	log *slog.Logger
+	srv    *Server
+	ws     *websocket.Conn
+	out    *writer
+	log    *slog.Logger
+	remote string
+
+	session      atomic.Pointer[core.Session] // nil until authenticated
+	authDeadline *time.Timer
+	expiryMu     sync.Mutex
+	expiry       *time.Timer
 
 	ctx    context.Context // canceled when the connection ends
 	cancel context.CancelFunc
@@ -179,6 +186,19 @@ func (c *conn) send(f []byte) {
 
 func (c *conn) cleanup() {
 	c.stopPing()
+	c.authDeadline.Stop()
+	c.expiryMu.Lock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.expiryMu.Unlock()
+	if sess := c.session.Load(); sess != nil {
+		reason := "client closed"
+		if d := c.closedBy.Load(); d != nil && d.Reason != "" {
+			reason = d.Reason
+		}
+		sess.Disconnected(reason)
+	}
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
@@ -209,6 +229,13 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	id := idOf(r)
+	if r.Op == "auth" {
+		c.authFrame(r, id)
+		return
+	}
+	if r.Op != "ping" && c.authorized(id) == nil {
+		return
+	}
 	switch r.Op {
 	case "subscribe":
 		if perr := c.subscribe(r, id); perr != nil {
@@ -223,7 +250,7 @@ func (c *conn) handle(data []byte) {
 	case "ping":
 		c.send(pongFrame(id))
 	default:
-		c.reply(id, errf(codeUnknownOp, "unknown op %q: want subscribe, unsubscribe, publish or ping", r.Op))
+		c.reply(id, errf(codeUnknownOp, "unknown op %q: want subscribe, unsubscribe, publish, ping or auth", r.Op))
 	}
 }
 
@@ -240,6 +267,13 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	filters, perr := c.parseFilters(r.Subjects)
 	if perr != nil {
 		return perr
+	}
+	sess := c.session.Load()
+	for _, f := range filters {
+		if err := sess.Authorize(c.ctx, auth.Subscribe, f.Name); err != nil {
+			c.srv.stats.forbidden.Add(1)
+			return coreError(err, f.Name)
+		}
 	}
 	since, perr := parsePositions(r.Positions, filters)
 	if perr != nil {
@@ -265,6 +299,7 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 		opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot, Since: since[f.Name]}
 		c.subs[f.Name] = c.srv.node.Subscribe(c, f, opts)
 		c.srv.stats.subscriptions.Add(1)
+		sess.Subscribed(f.Name)
 		if opts.Since != nil {
 			c.srv.stats.resumes.Add(1)
 			continue
@@ -334,6 +369,7 @@ func (c *conn) unsubscribe(r *request) *protoError {
 	c.mu.Unlock()
 	for _, sub := range gone {
 		c.srv.node.Hub.Unsubscribe(sub)
+		c.session.Load().Unsubscribed(sub.Filter.Name)
 	}
 	c.srv.stats.subscriptions.Add(-int64(len(gone)))
 	return nil
@@ -348,6 +384,11 @@ func (c *conn) publish(r *request, id []byte) *protoError {
 	}
 	subj, err := c.srv.node.ParseSubject(r.Subject)
 	if err != nil {
+		return coreError(err, r.Subject)
+	}
+	sess := c.session.Load()
+	if err := sess.Authorize(c.ctx, auth.Publish, subj.Name); err != nil {
+		c.srv.stats.forbidden.Add(1)
 		return coreError(err, r.Subject)
 	}
 	payload, perr := r.payload()
@@ -381,6 +422,7 @@ func (c *conn) publish(r *request, id []byte) *protoError {
 			c.reply(id, coreError(err, r.Subject))
 			return
 		}
+		sess.Published(subj.Name)
 		c.send(ackFrame(id, &pos))
 	})
 	return nil

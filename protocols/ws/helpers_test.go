@@ -22,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -169,6 +170,7 @@ type harnessOpts struct {
 	exposure   *core.Exposure
 	cache      core.CacheConfig
 	maxPayload int // core.Node.MaxPayload
+	auth       *auth.Auth
 }
 
 // newHarness serves a Server over a real Hub and a fake publisher on an
@@ -192,7 +194,7 @@ func newHarness(t testing.TB, cfg Config, opts ...func(*harnessOpts)) *harness {
 	}
 	h := &harness{t: t, hub: core.NewHub(o.cache), pub: &fakePublisher{}}
 	h.node = &core.Node{Hub: h.hub, Publisher: h.pub, Exposure: o.exposure, MaxPayload: o.maxPayload,
-		Source: o.source}
+		Source: o.source, Auth: o.auth}
 	h.srv = NewServer(h.node, cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", h.srv)

@@ -20,7 +20,6 @@ const (
 	codeTooManySubs     = "too_many_subscriptions"
 	codeBinaryFrame     = "binary_frame"
 	codePayloadTooLarge = "payload_too_large"
-	codeUnsupported     = "unsupported"
 )
 
 // request is any client frame; which fields count depends on Op.
@@ -35,6 +34,7 @@ type request struct {
 	Mode       string            `json:"mode"`
 	Snapshot   *bool             `json:"snapshot"`
 	Positions  map[string]string `json:"positions"`
+	Token      string            `json:"token"`
 }
 
 // protoError is a request that cannot be served; it becomes an error frame.

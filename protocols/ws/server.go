@@ -30,6 +30,12 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxInflight bounds the publishes of one connection awaiting Kafka (default 64).
 	MaxInflight int
+	// TokenParam is the query parameter that may carry a token (browsers
+	// cannot set headers on a WebSocket); empty disables it.
+	TokenParam string
+	// AuthTimeout bounds how long a connection that upgraded without a token
+	// may take to send {"op":"auth"} (default 10s).
+	AuthTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -51,6 +57,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.WriteTimeout, 10*time.Second)
 	defDur(&c.PingInterval, 25*time.Second)
 	defDur(&c.PongTimeout, 10*time.Second)
+	defDur(&c.AuthTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -82,6 +89,7 @@ type stats struct {
 	received, delivered, dropped, slow atomic.Int64
 	published, publishErrors, errors   atomic.Int64
 	resumes, resets                    atomic.Int64
+	denied, forbidden, expired         atomic.Int64
 }
 
 // NewServer returns a WebSocket server over node.
@@ -104,13 +112,17 @@ func NewServer(node *core.Node, cfg Config) *Server {
 
 // ServeHTTP upgrades the request and runs the connection until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sess, answered := s.authenticateRequest(w, r)
+	if answered {
+		return
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		srv: s, ws: ws, ctx: ctx, cancel: cancel,
+		srv: s, ws: ws, ctx: ctx, cancel: cancel, remote: r.RemoteAddr,
 		log:      s.cfg.Logger.With("remote", r.RemoteAddr),
 		subs:     make(map[string]*core.Subscription),
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
@@ -121,6 +133,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.log.Debug("websocket write failed", "err", err)
 		}}
 	ws.SetReadLimit(s.cfg.frameLimit())
+	c.session.Store(sess)
+	c.authDeadline = time.AfterFunc(s.cfg.AuthTimeout, func() {
+		if c.session.Load() == nil {
+			c.Close(core.Disconnect{Code: core.DisconnectUnauthorized.Code, Reason: "no credentials in time"})
+		}
+	})
+	if sess != nil {
+		c.authDeadline.Stop()
+		c.watchExpiry(sess)
+	}
 	if !s.track(c) {
 		cancel()
 		c.Close(core.DisconnectShutdown)
@@ -200,6 +222,9 @@ type Stats struct {
 	Errors        int64 // error frames sent and failed connections
 	Resumes       int64 // subscriptions resumed from a cursor
 	Resets        int64 // resumes whose history could not be recovered
+	Denied        int64 // connections refused authentication
+	Forbidden     int64 // subscribes and publishes refused authorization
+	Expired       int64 // connections closed because their token expired
 }
 
 // Stats returns the server's counters.
@@ -211,5 +236,6 @@ func (s *Server) Stats() Stats {
 		Delivered: st.delivered.Load(), Dropped: st.dropped.Load(), SlowClosed: st.slow.Load(),
 		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Errors: st.errors.Load(),
 		Resumes: st.resumes.Load(), Resets: st.resets.Load(),
+		Denied: st.denied.Load(), Forbidden: st.forbidden.Load(), Expired: st.expired.Load(),
 	}
 }
