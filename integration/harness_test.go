@@ -47,6 +47,7 @@ type node struct {
 	cmd   *exec.Cmd
 	HTTP  string // host:port
 	Kafka string // bootstrap address it uses
+	MQTT  string // host:port of MQTT over TCP
 	logs  *logBuffer
 	done  chan struct{}
 	err   error
@@ -84,7 +85,7 @@ func (l *logBuffer) contains(s string) bool {
 func startKedge(t *testing.T, sets ...string) *node {
 	t.Helper()
 	args := []string{"serve", "--log.format", "json", "--log.level", "debug",
-		"--http.listen", "127.0.0.1:0", "--embedded.listen", "127.0.0.1:0"}
+		"--http.listen", "127.0.0.1:0", "--embedded.listen", "127.0.0.1:0", "--mqtt.listen", "127.0.0.1:0"}
 	hasDir := false
 	for _, s := range sets {
 		args = append(args, "--set", s)
@@ -109,6 +110,7 @@ func startKedge(t *testing.T, sets ...string) *node {
 	select {
 	case r := <-ready:
 		n.HTTP, n.Kafka = r["http"].(string), r["kafka"].(string)
+		n.MQTT, _ = r["mqtt"].(string)
 	case <-n.done:
 		t.Fatalf("kedge exited before ready: %v\n%s", n.err, n.logs)
 	case <-time.After(30 * time.Second):

@@ -11,6 +11,9 @@ import (
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.WS.Path, s.ws)
+	if p := s.cfg.MQTT.WSPath; p != "" {
+		mux.Handle("GET "+p, s.mqtt)
+	}
 	// The SSE and HTTP endpoints answer every method themselves (CORS
 	// preflights, JSON 405s); the console takes every other path.
 	mux.Handle("/v1/sse", s.sse)

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kedgehq/kedge/protocols/mqtt"
 	"github.com/kedgehq/kedge/protocols/sse"
 )
 
@@ -49,6 +50,28 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_http_publishes_total", "HTTP publishes acknowledged by Kafka.", sseStat(func(st sse.Stats) int64 { return st.Published }))
 	counter("kedge_http_publish_errors_total", "HTTP publishes that failed.", sseStat(func(st sse.Stats) int64 { return st.PublishErrors }))
 	counter("kedge_http_snapshots_total", "GET /v1/snapshot requests served.", sseStat(func(st sse.Stats) int64 { return st.Snapshots }))
+
+	mqttStat := func(f func(mqtt.Stats) int64) func() float64 {
+		return func() float64 { return float64(f(s.mqtt.Stats())) }
+	}
+	gauge("kedge_mqtt_connections", "Open MQTT connections (TCP, TLS and WebSocket).", mqttStat(func(st mqtt.Stats) int64 { return st.Connections }))
+	counter("kedge_mqtt_connections_accepted_total", "MQTT connections accepted.", mqttStat(func(st mqtt.Stats) int64 { return st.Accepted }))
+	gauge("kedge_mqtt_sessions", "MQTT sessions, connected or waiting for their client.", mqttStat(func(st mqtt.Stats) int64 { return st.Sessions }))
+	gauge("kedge_mqtt_sessions_offline", "Persistent MQTT sessions waiting for their client.", mqttStat(func(st mqtt.Stats) int64 { return st.OfflineSessions }))
+	gauge("kedge_mqtt_subscriptions", "Subscriptions held by MQTT sessions.", mqttStat(func(st mqtt.Stats) int64 { return st.Subscriptions }))
+	counter("kedge_mqtt_publish_packets_total", "PUBLISH packets received from MQTT clients.", mqttStat(func(st mqtt.Stats) int64 { return st.Received }))
+	counter("kedge_mqtt_publishes_total", "MQTT publishes handed to Kafka.", mqttStat(func(st mqtt.Stats) int64 { return st.Published }))
+	counter("kedge_mqtt_publish_errors_total", "MQTT publishes (and wills) Kafka did not take.", mqttStat(func(st mqtt.Stats) int64 { return st.PublishErrors }))
+	counter("kedge_mqtt_publishes_refused_total", "MQTT publishes refused before Kafka (topic, exposure, payload format, shutdown).", mqttStat(func(st mqtt.Stats) int64 { return st.Refused }))
+	counter("kedge_mqtt_messages_out_total", "Messages queued to MQTT clients.", mqttStat(func(st mqtt.Stats) int64 { return st.Delivered }))
+	counter("kedge_mqtt_messages_dropped_total", "QoS 0 messages dropped for MQTT clients under backpressure.", mqttStat(func(st mqtt.Stats) int64 { return st.Dropped }))
+	counter("kedge_mqtt_messages_undeliverable_total", "Messages no MQTT client can receive (topic not MQTT-valid, larger than the client's maximum).", mqttStat(func(st mqtt.Stats) int64 { return st.Undeliverable }))
+	counter("kedge_mqtt_slow_consumer_disconnects_total", "MQTT clients disconnected because they read too slowly.", mqttStat(func(st mqtt.Stats) int64 { return st.SlowClosed }))
+	counter("kedge_mqtt_session_resets_total", "MQTT sessions reset because their queue overflowed or too many were offline.", mqttStat(func(st mqtt.Stats) int64 { return st.SessionResets }))
+	counter("kedge_mqtt_sessions_expired_total", "Persistent MQTT sessions that expired while their client was away.", mqttStat(func(st mqtt.Stats) int64 { return st.SessionsExpired }))
+	counter("kedge_mqtt_resets_total", "MQTT subscriptions whose history could not be recovered.", mqttStat(func(st mqtt.Stats) int64 { return st.Resets }))
+	counter("kedge_mqtt_wills_total", "MQTT will messages published.", mqttStat(func(st mqtt.Stats) int64 { return st.Wills }))
+	counter("kedge_mqtt_write_errors_total", "Writes to MQTT clients that failed.", mqttStat(func(st mqtt.Stats) int64 { return st.WriteErrors }))
 
 	src, hub := s.source, s.hub
 	counter("kedge_messages_in_total", "Records consumed from Kafka.", wsStat(func() int64 { return src.Stats().Records }))

@@ -18,6 +18,7 @@ import (
 	"github.com/kedgehq/kedge/configs"
 	"github.com/kedgehq/kedge/core"
 	"github.com/kedgehq/kedge/kafka"
+	"github.com/kedgehq/kedge/protocols/mqtt"
 	"github.com/kedgehq/kedge/protocols/sse"
 	"github.com/kedgehq/kedge/protocols/ws"
 )
@@ -92,6 +93,7 @@ type server struct {
 	producer *kafka.Producer
 	hub      *core.Hub
 	ws       *ws.Server
+	mqtt     *mqtt.Server
 	sse      *sse.Server
 	http     *http.Server
 }
@@ -108,6 +110,10 @@ func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, lo
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
+	}
+	if err := s.mqtt.Start(); err != nil {
+		ln.Close()
+		return err
 	}
 	s.announce(ln.Addr().String(), kopts)
 
@@ -174,6 +180,9 @@ func (s *server) start(kopts kafka.Options) error {
 		MaxSubscriptions: cfg.SSE.MaxSubscriptions, MaxPayload: int(cfg.HTTP.PublishMaxPayload),
 		AllowedOrigins: cfg.HTTP.CORSAllowedOrigins, Logger: s.log,
 	})
+	if err := s.startMQTT(node); err != nil {
+		return err
+	}
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	// SSE streams are requests: end them when shutdown begins, or
 	// http.Server.Shutdown would wait for them until its deadline.
@@ -183,6 +192,35 @@ func (s *server) start(kopts kafka.Options) error {
 	}
 	s.log.Warn("every Kafka topic is exposed to clients (development default): set kafka.topics or kafka.topics.regex")
 	return nil
+}
+
+// startMQTT creates the MQTT server; runServer starts its listener.
+func (s *server) startMQTT(node *core.Node) error {
+	m := s.cfg.MQTT
+	if p := m.WSPath; p != "" && (p[0] != '/' || p == s.cfg.WS.Path) {
+		return fmt.Errorf("mqtt.ws.path %q: must start with '/' and differ from ws.path", p)
+	}
+	var err error
+	s.mqtt, err = mqtt.NewServer(node, mqtt.Config{
+		Listen: m.Listen, TLSCertFile: m.TLSCertFile, TLSKeyFile: m.TLSKeyFile,
+		MaxPacketSize: int(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxKeepalive: m.MaxKeepalive,
+		ConnectTimeout: m.ConnectTimeout, WriteQueueSize: int(m.WriteQueueSize), WriteTimeout: m.WriteTimeout,
+		MaxSubscriptions: m.MaxSubscriptions, MaxSessionExpiry: m.MaxSessionExpiry,
+		SessionQueueSize: int(m.SessionQueueSize), MaxOfflineSessions: m.MaxOfflineSessions, Logger: s.log,
+	})
+	return err
+}
+
+// mqttAddrs returns the MQTT listener's address ("" without one) and the
+// MQTT over WebSocket URL ("" when off), for the ready line.
+func (s *server) mqttAddrs(httpAddr string) (tcp, ws string) {
+	if a := s.mqtt.Addr(); a != nil {
+		tcp = a.String()
+	}
+	if p := s.cfg.MQTT.WSPath; p != "" {
+		ws = "ws://" + httpAddr + p
+	}
+	return tcp, ws
 }
 
 func (s *server) startEmbedded() error {
@@ -207,10 +245,11 @@ func (s *server) announce(httpAddr string, kopts kafka.Options) {
 		kafkaAddr = s.embedded.Addr()
 	}
 	s.log.Warn("authentication is off: any client may subscribe and publish (development default)")
+	mqttTCP, mqttWS := s.mqttAddrs(httpAddr)
 	s.log.Info("kedge ready", "version", version, "http", httpAddr,
 		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "sse", "http://"+httpAddr+"/v1/sse", "console", "http://"+httpAddr+"/", "kafka", kafkaAddr, "embedded", s.embedded != nil,
 		"consumers", s.cfg.Kafka.Consumers, "producers", s.cfg.Kafka.Producers,
-		"delivery_timeout", kopts.DeliveryTimeout)
+		"delivery_timeout", kopts.DeliveryTimeout, "mqtt", mqttTCP, "mqtt_ws", mqttWS, "mqtt_tls", s.mqtt.TLS())
 }
 
 func (s *server) expireCache(ctx context.Context) {
@@ -233,6 +272,7 @@ func (s *server) shutdown(stopSource context.CancelFunc, srcDone <-chan struct{}
 		s.log.Warn("http shutdown", "err", err)
 	}
 	s.ws.Shutdown(ctx)
+	s.mqtt.Shutdown(ctx)
 	if err := s.producer.Flush(ctx); err != nil {
 		s.log.Error("producer flush incomplete: some publishes got no acknowledgement", "err", err)
 	}
@@ -242,6 +282,11 @@ func (s *server) shutdown(stopSource context.CancelFunc, srcDone <-chan struct{}
 
 // close releases what start acquired, in reverse order.
 func (s *server) close() {
+	if s.mqtt != nil { // after a failed start; after shutdown it does nothing
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.mqtt.Shutdown(ctx)
+		cancel()
+	}
 	if s.producer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.producer.Close(ctx)
