@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -60,15 +61,17 @@ func statusOf(code string) int {
 	case codeInvalidJSON, codeMissingField, codeInvalidField, codeTooManySubs,
 		"invalid_subject", "invalid_pattern", "invalid_position":
 		return http.StatusBadRequest
-	case "not_exposed", codeOriginNotAllowed:
+	case "not_exposed", codeOriginNotAllowed, "forbidden":
 		return http.StatusForbidden
+	case "unauthorized", "token_expired":
+		return http.StatusUnauthorized
 	case codeNotFound:
 		return http.StatusNotFound
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	case codePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case "kafka_unavailable", "kafka_busy", "shutting_down":
+	case "kafka_unavailable", "kafka_busy", "shutting_down", "auth_unavailable":
 		return http.StatusServiceUnavailable
 	case "kafka_timeout":
 		return http.StatusGatewayTimeout
@@ -203,6 +206,10 @@ func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, methodNotAllowed("POST"))
 		return
 	}
+	sess := s.authenticate(w, r, auth.ProtocolHTTP)
+	if sess == nil {
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.bodyLimit()))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -219,6 +226,10 @@ func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, aerr)
 		return
 	}
+	if aerr := s.authorize(r.Context(), sess, auth.Publish, subject); aerr != nil {
+		s.fail(w, aerr)
+		return
+	}
 	if s.isDraining() {
 		s.fail(w, coreError(core.ErrShuttingDown, subject))
 		return
@@ -231,6 +242,7 @@ func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.published.Add(1)
+	sess.Published(subject)
 	b := []byte(`{"subject":`)
 	b = appendString(b, subject)
 	b = append(b, `,"position":"`...)
@@ -249,6 +261,10 @@ func (s *Server) Snapshot(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, methodNotAllowed("GET"))
 		return
 	}
+	sess := s.authenticate(w, r, auth.ProtocolHTTP)
+	if sess == nil {
+		return
+	}
 	q := r.URL.Query()
 	subject := q.Get("subject")
 	if subject == "" || len(q["subject"]) > 1 {
@@ -258,6 +274,10 @@ func (s *Server) Snapshot(w http.ResponseWriter, r *http.Request) {
 	subj, err := s.node.ParseSubject(subject)
 	if err != nil {
 		s.fail(w, coreError(err, subject))
+		return
+	}
+	if aerr := s.authorize(r.Context(), sess, auth.Subscribe, subj.Name); aerr != nil {
+		s.fail(w, aerr)
 		return
 	}
 	s.node.Prepare(r.Context(), subj.Topic)

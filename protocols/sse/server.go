@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -28,6 +29,10 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxPayload bounds the payload of an HTTP publish (default 64 KiB).
 	MaxPayload int
+	// TokenParam is the query parameter that may carry an access token
+	// (EventSource cannot set headers); empty allows only the
+	// Authorization header.
+	TokenParam string
 	// AllowedOrigins lists the origins browsers may call from ("*": any);
 	// empty allows any. A page is always allowed on its own origin.
 	AllowedOrigins []string
@@ -81,6 +86,7 @@ type stats struct {
 	connections, accepted, subscriptions atomic.Int64
 	delivered, dropped, slow             atomic.Int64
 	resumes, resets, errors              atomic.Int64
+	denied, expired                      atomic.Int64
 	published, publishErrors, snapshots  atomic.Int64
 }
 
@@ -98,8 +104,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, methodNotAllowed("GET"))
 		return
 	}
+	sess := s.authenticate(w, r, auth.ProtocolSSE)
+	if sess == nil {
+		return
+	}
 	req, aerr := s.parseStreamRequest(r)
 	if aerr != nil {
+		s.fail(w, aerr)
+		return
+	}
+	if aerr := s.authorize(r.Context(), sess, auth.Subscribe, req.names...); aerr != nil {
 		s.fail(w, aerr)
 		return
 	}
@@ -109,6 +123,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.cleanup(st)
+	for _, n := range req.names {
+		sess.Subscribed(n)
+	}
+	defer sess.Disconnected("stream ended")
+	defer st.watchExpiry(sess)()
 	st.startHeartbeat()
 	select {
 	case <-r.Context().Done():
@@ -315,6 +334,8 @@ type Stats struct {
 	Published     int64 // HTTP publishes acknowledged by Kafka
 	PublishErrors int64 // HTTP publishes that failed
 	Snapshots     int64 // snapshot requests served
+	Denied        int64 // requests refused by authentication or authorization
+	Expired       int64 // streams ended because their credentials expired
 }
 
 // Stats returns the server's counters.
@@ -325,5 +346,6 @@ func (s *Server) Stats() Stats {
 		Delivered: st.delivered.Load(), Dropped: st.dropped.Load(), SlowClosed: st.slow.Load(),
 		Resumes: st.resumes.Load(), Resets: st.resets.Load(), Errors: st.errors.Load(),
 		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Snapshots: st.snapshots.Load(),
+		Denied: st.denied.Load(), Expired: st.expired.Load(),
 	}
 }
