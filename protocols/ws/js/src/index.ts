@@ -521,13 +521,22 @@ export class KedgeClient {
 
   // ---- subscriptions ----
 
-  private async load(s: Sub) {
-    let tok: string | null | undefined;
-    try {
-      tok = await this.store.get(s.subject);
-    } catch (e) {
+  /** Reads the subscription's stored cursor, then subscribes (at once when the store is synchronous). */
+  private load(s: Sub) {
+    const failed = (e: unknown) => {
       this.report(new KedgeError("store_failed", "the position store failed to get " + s.subject, { subject: s.subject, cause: e }));
+      this.loaded(s, undefined);
+    };
+    try {
+      const r = this.store.get(s.subject);
+      if (r && typeof (r as Promise<unknown>).then === "function") (r as Promise<string | null | undefined>).then((t) => this.loaded(s, t), failed);
+      else this.loaded(s, r as string | null | undefined);
+    } catch (e) {
+      failed(e);
     }
+  }
+
+  private loaded(s: Sub, tok: string | null | undefined) {
     const c = tok ? parseCursor(tok) : undefined;
     if (c) [s.epoch, s.cur] = c;
     else if (tok) this.storeOp("delete", s.subject);

@@ -285,6 +285,36 @@ test("offline queue: bounded, sent in order after connect, each resolved only by
   c.close();
 });
 
+test("requests go out in call order (with a synchronous store); an async store delays only its subscribe", async () => {
+  const { c, next } = fake();
+  const ws = await next();
+  ws.open();
+  c.subscribe("/s/k", () => {});
+  c.publish("/s/k", "1").catch(() => {}); // unanswered: rejected by close()
+  assert.deepEqual(ws.sent.map((f) => f.op), ["subscribe", "publish"]);
+  c.close();
+  let release;
+  const slow = { get: () => new Promise((r) => (release = r)), set() {}, delete() {} };
+  const f = fake({ positionStore: slow });
+  const ws2 = await f.next();
+  ws2.open();
+  f.c.subscribe("/s/k", () => {});
+  f.c.publish("/s/k", "1").catch(() => {});
+  assert.deepEqual(ws2.sent.map((x) => x.op), ["publish"]);
+  release("3-0-7");
+  assert.deepEqual((await ws2.req("subscribe")).positions, { "/s/k": "3-0-7" });
+  f.c.close();
+  // A store that fails is reported, and the subscription starts without a cursor.
+  const bad = { get: () => Promise.reject(new Error("disk")), set() {}, delete() {} };
+  const g = fake({ positionStore: bad });
+  const ws3 = await g.next();
+  ws3.open();
+  g.c.subscribe("/s/k", () => {});
+  assert.equal((await ws3.req("subscribe")).positions, undefined);
+  assert.equal(g.errors[0].code, "store_failed");
+  g.c.close();
+});
+
 test("close() rejects what waits; a closed client refuses calls", async () => {
   const { c, next, states } = fake();
   const queued = c.publish("/c/k", "1");
