@@ -59,7 +59,7 @@ func (p *publishes) begin(c *conn, pk packets.Packet) *packets.Code {
 	}
 	if p.draining {
 		p.mu.Unlock()
-		code := packets.ErrServerShuttingDown
+		code := packets.ErrUnspecifiedError // 0x8B is no PUBACK reason code
 		code.Reason = "shutting_down: " + core.ErrShuttingDown.Error()
 		return &code
 	}

@@ -391,9 +391,9 @@ func TestOfflineSessionBound(t *testing.T) {
 	}
 }
 
-// Graceful shutdown: publishes in flight are answered, then MQTT 5 clients
-// get DISCONNECT "server shutting down" (0x8B) and MQTT 3.1.1 clients are
-// closed.
+// Graceful shutdown: publishes in flight are answered, new ones refused,
+// then MQTT 5 clients get DISCONNECT "server shutting down" (0x8B) and
+// MQTT 3.1.1 clients are closed.
 func TestShutdownDisconnects(t *testing.T) {
 	h := newHarness(t, Config{})
 	v5, v3 := dial(t, h.addr, 5), dial(t, h.addr, 4)
@@ -404,17 +404,29 @@ func TestShutdownDisconnects(t *testing.T) {
 	waitFor(t, 5*time.Second, "the publish to reach Kafka", func() bool { return h.kafka.heldCount() == 1 })
 	done := make(chan struct{})
 	go func() { h.stop(); close(done) }()
-	time.Sleep(50 * time.Millisecond) // Shutdown is waiting for Kafka now
+	waitFor(t, 5*time.Second, "the server to drain", func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return h.srv.draining
+	})
+	v5.publish("demo/k1", "too late", 1, 6) // Shutdown is waiting for Kafka now
+	if ack := v5.expect(packets.Puback); ack.PacketID != 6 || ack.ReasonCode != 0x80 ||
+		!strings.HasPrefix(ack.Properties.ReasonString, "shutting_down") {
+		t.Fatalf("publish while shutting down: %+v", ack)
+	}
 	h.kafka.release()
 	got := v5.closed(10 * time.Second)
-	if len(got) != 2 || got[0].FixedHeader.Type != packets.Puback || got[1].FixedHeader.Type != packets.Disconnect ||
-		got[1].ReasonCode != packets.ErrServerShuttingDown.Code {
-		t.Fatalf("MQTT 5 client got %+v, want PUBACK then DISCONNECT 0x8B", got)
+	if len(got) != 2 || got[0].FixedHeader.Type != packets.Puback || got[0].PacketID != 5 || got[0].ReasonCode != 0 ||
+		got[1].FixedHeader.Type != packets.Disconnect || got[1].ReasonCode != packets.ErrServerShuttingDown.Code {
+		t.Fatalf("MQTT 5 client got %+v, want PUBACK 5 then DISCONNECT 0x8B", got)
 	}
 	if got := v3.closed(10 * time.Second); len(got) != 0 {
 		t.Fatalf("MQTT 3.1.1 client got %+v", got)
 	}
 	<-done
+	if n := len(h.kafka.published()); n != 1 {
+		t.Fatalf("%d records in Kafka, want 1", n)
+	}
 }
 
 // A will is published to Kafka when the connection ends without DISCONNECT,
