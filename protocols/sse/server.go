@@ -149,16 +149,19 @@ type streamRequest struct {
 func (s *Server) parseStreamRequest(r *http.Request) (*streamRequest, *apiError) {
 	q := r.URL.Query()
 	req := &streamRequest{snapshot: true}
+	seen := make(map[string]struct{}, min(len(q["subject"]), s.cfg.MaxSubscriptions+1))
 	for _, n := range q["subject"] {
-		if !slices.Contains(req.names, n) {
-			req.names = append(req.names, n)
+		if _, dup := seen[n]; dup {
+			continue
 		}
+		if len(seen) == s.cfg.MaxSubscriptions {
+			return nil, apiErrf(codeTooManySubs, "", "a stream may hold %d subjects", s.cfg.MaxSubscriptions)
+		}
+		seen[n] = struct{}{}
+		req.names = append(req.names, n)
 	}
 	if len(req.names) == 0 {
 		return nil, apiErrf(codeMissingField, "", `give at least one "subject" query parameter`)
-	}
-	if len(req.names) > s.cfg.MaxSubscriptions {
-		return nil, apiErrf(codeTooManySubs, "", "a stream may hold %d subjects; %d given", s.cfg.MaxSubscriptions, len(req.names))
 	}
 	for _, n := range req.names {
 		f, err := s.node.ParseFilter(n)

@@ -272,8 +272,23 @@ func TestStreamBadRequests(t *testing.T) {
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
 		t.Fatalf("POST to the stream: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
-	r := e.openStream("subject=/demo/a", "")
-	r.expect("ready")
+	// Thousands of subjects are refused at once, and repeats do not count.
+	var many []string
+	for i := range 20000 {
+		many = append(many, fmt.Sprintf("subject=/demo/k%d", i))
+	}
+	resp, err = http.Get(e.url(strings.Join(many, "&")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("20,000 subjects: %d", resp.StatusCode)
+	}
+	r := e.openStream("subject=/demo/a&subject=/demo/a&subject=/demo/b&subject=/demo/a", "")
+	if d := decode(t, r.expect("ready").data); fmt.Sprint(d["subjects"]) != "[/demo/a /demo/b]" {
+		t.Fatalf("ready %v", d)
+	}
 }
 
 // A guaranteed stream that does not read is ended as a slow consumer, the
