@@ -78,7 +78,7 @@ func (s *stream) overflow(sub *core.Subscription) {
 		return
 	}
 	s.srv.stats.slow.Add(1)
-	s.closeWith(core.DisconnectSlow, true)
+	s.closeWith(core.DisconnectSlow, false)
 }
 
 // buildIDLine renders "id: TOKEN\n" from the cursors into s.idLine. The id
@@ -111,7 +111,8 @@ func (s *stream) Reset(sub *core.Subscription, reason string) {
 	line := s.buildIDLine()
 	if !w.fits(len(ev) + len(line)) {
 		w.mu.Unlock()
-		s.closeWith(core.DisconnectSlow, true)
+		s.srv.stats.slow.Add(1)
+		s.closeWith(core.DisconnectSlow, false)
 		return
 	}
 	w.push(w.putID(line), ev)
@@ -122,9 +123,15 @@ func (s *stream) Reset(sub *core.Subscription, reason string) {
 // saying why. It never blocks.
 func (s *stream) Close(d core.Disconnect) { s.closeWith(d, false) }
 
-// closeWith ends the stream with an error event. The event carries no id,
-// so the client's Last-Event-ID stays that of the last event it got; a slow
-// consumer's backlog is discarded first.
+// closeWith ends the stream with an error event after what is queued (or,
+// with discard, instead of it). The event carries no id, so the client's
+// Last-Event-ID stays that of the last event it got.
+//
+// A slow consumer's backlog is sent, not discarded: a client resuming a gap
+// larger than the queue gets its history at once and overflows; sending
+// what fit lets every reconnection make progress instead of failing the
+// same way forever. The queue is at its bound already, so this holds no
+// more memory, and sending it is bounded by the write timeout.
 func (s *stream) closeWith(d core.Disconnect, discard bool) {
 	s.closeOne.Do(func() {
 		ev := simpleEvent(evError, errorEventData(d))

@@ -327,12 +327,13 @@ func TestStreamSlowConsumerErrorEvent(t *testing.T) {
 	addr := strings.TrimPrefix(e.http.URL, "http://")
 	c := rawConn(t, addr, "/v1/sse?subject=/demo/k")
 	eventually(t, waitFor, "the stream", func() bool { return e.srv.Stats().Connections == 1 })
-	payload := strings.Repeat("y", 16<<10)
-	for i := 0; e.srv.Stats().SlowClosed == 0; i++ {
-		if i > 10000 {
+	pad := strings.Repeat("y", 16<<10)
+	sent := 0
+	for ; e.srv.Stats().SlowClosed == 0; sent++ {
+		if sent > 10000 {
 			t.Fatalf("no slow-consumer close: %+v", e.srv.Stats())
 		}
-		e.dispatch("k", 0, payload)
+		e.dispatch("k", 0, fmt.Sprintf("%d %s", sent, pad))
 	}
 	// Now read: what was being written, then the error event, then the end.
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -343,19 +344,75 @@ func TestStreamSlowConsumerErrorEvent(t *testing.T) {
 	go r.read()
 	defer func() { c.Close(); <-r.done }()
 	var last event
+	lastID, got := "", 0
 	for ev := r.next(); ; ev = r.next() {
 		if ev.typ == "error" {
 			last = ev
 			break
 		}
-		if ev.typ != "message" && ev.typ != "ready" {
+		if ev.typ == "message" {
+			if p := decode(t, ev.data)["payload"].(string); !strings.HasPrefix(p, fmt.Sprint(got, " ")) {
+				t.Fatalf("message %d is %.10q", got, p)
+			}
+			got++
+		} else if ev.typ != "ready" {
 			t.Fatalf("unexpected %+v", ev)
 		}
+		lastID = ev.id
 	}
 	if d := decode(t, last.data); d["code"] != "slow_consumer" || d["reconnect"] != true || last.hasID {
 		t.Fatalf("error event %+v", last)
 	}
 	r.ended()
+	if got >= sent {
+		t.Fatalf("the slow stream got all %d messages before it was ended", sent)
+	}
+	// It resumes with the id of the last event it got, as often as it is
+	// ended again (its history may not fit the queue at once): every
+	// attempt makes progress, and it gets the rest once, in order.
+	for attempt := 0; got < sent; attempt++ {
+		if attempt == 50 {
+			t.Fatalf("50 reconnections and still %d of %d messages", got, sent)
+		}
+		r2 := e.openStream("subject=/demo/k", lastID)
+		before := got
+		for got < sent {
+			ev := r2.next()
+			if ev.typ == "error" {
+				break
+			}
+			if ev.typ == "message" {
+				if p := decode(t, ev.data)["payload"].(string); !strings.HasPrefix(p, fmt.Sprint(got, " ")) {
+					t.Fatalf("resumed message %d is %.10q", got, p)
+				}
+				got++
+			}
+			lastID = ev.id
+		}
+		if got == before {
+			t.Fatalf("a reconnection made no progress at message %d", got)
+		}
+		r2.resp.Body.Close()
+	}
+}
+
+// An event larger than the whole queue is still delivered, alone.
+func TestStreamEventLargerThanQueue(t *testing.T) {
+	e := newEnv(t, Config{WriteQueueSize: 1024}, 1)
+	r := e.openStream("subject=/demo/k", "")
+	r.expect("ready")
+	eventually(t, waitFor, "an empty queue", func() bool {
+		for st := range e.srv.streams {
+			st.out.mu.Lock()
+			defer st.out.mu.Unlock()
+			return st.out.bytes == 0
+		}
+		return false
+	})
+	e.dispatch("k", 0, strings.Repeat("z", 4096))
+	if p := decode(t, r.expect("message").data)["payload"].(string); len(p) != 4096 {
+		t.Fatalf("payload of %d bytes", len(p))
+	}
 }
 
 // Idle streams get heartbeat comments.

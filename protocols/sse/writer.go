@@ -37,8 +37,10 @@ func newWriter(w http.ResponseWriter, limit int, timeout time.Duration, onError 
 		onError: onError, done: make(chan struct{})}
 }
 
-// fits reports whether n more bytes stay within the limit. Callers hold mu.
-func (w *writer) fits(n int) bool { return w.bytes+n <= w.limit }
+// fits reports whether n more bytes stay within the limit. An event larger
+// than the whole limit fits an empty queue, or it could never be sent.
+// Callers hold mu.
+func (w *writer) fits(n int) bool { return w.bytes+n <= w.limit || w.bytes == 0 }
 
 // push queues data. Callers hold mu and have checked fits (or push
 // something small that must go out regardless, such as a final event).
