@@ -52,6 +52,7 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_http_snapshots_total", "GET /v1/snapshot requests served.", sseStat(func(st sse.Stats) int64 { return st.Snapshots }))
 	counter("kedge_http_auth_denied_total", "SSE, publish and snapshot requests refused by authentication or authorization.", sseStat(func(st sse.Stats) int64 { return st.Denied }))
 	counter("kedge_sse_expired_total", "SSE streams ended because their credentials expired.", sseStat(func(st sse.Stats) int64 { return st.Expired }))
+	counter("kedge_sse_duplicates_skipped_total", "Messages a resumed SSE stream already had (its id came from a node ahead of this one), not sent again.", sseStat(func(st sse.Stats) int64 { return st.Duplicates }))
 
 	mqttStat := func(f func(mqtt.Stats) int64) func() float64 {
 		return func() float64 { return float64(f(s.mqtt.Stats())) }

@@ -30,7 +30,7 @@ func fanOut(tb testing.TB, n int, loop func(dispatch func())) {
 	var streams []*stream
 	for range n {
 		st := &stream{srv: srv, names: names, fp: fingerprint(names),
-			cursors: []cursor{{epoch: 1, parts: []partOffset{{0, -1}}}}, starts: []cursor{{}}}
+			cursors: []cursor{{epoch: 1, parts: []partOffset{{0, -1}}}}, starts: []cursor{{}}, floors: []cursor{{}}}
 		// A large queue: a tight dispatch loop may outrun a writer the
 		// scheduler has not run yet, which is a slow consumer, not the point.
 		st.out = newWriter(&discardWriter{h: http.Header{}}, 256<<20, time.Second, func(error) {})

@@ -22,6 +22,10 @@ type stream struct {
 	// (index = Subscription.Tag) and its start, used after a reset.
 	cursors []cursor
 	starts  []cursor
+	// floors are the cursors a stream resumed from: a message at or below
+	// one is one the client has, arriving again because this node is
+	// behind the one that sent it (its frontier is older than the id).
+	floors  []cursor
 	scratch []byte // the id's binary form
 	idLine  []byte // "id: …\n" being built
 
@@ -56,6 +60,11 @@ func (s *stream) Deliver(sub *core.Subscription, m *core.Message, snapshot bool)
 	if !w.fits(len(ev) + len(s.idLine) + 32) {
 		w.mu.Unlock()
 		s.overflow(sub)
+		return
+	}
+	if !snapshot && s.floors[i].has(m.Pos) {
+		w.mu.Unlock()
+		s.srv.stats.duplicates.Add(1)
 		return
 	}
 	c := &s.cursors[i]
@@ -107,6 +116,7 @@ func (s *stream) Reset(sub *core.Subscription, reason string) {
 		return
 	}
 	s.cursors[i] = cursor{epoch: s.starts[i].epoch, parts: append([]partOffset(nil), s.starts[i].parts...)}
+	s.floors[i] = cursor{}
 	ev := simpleEvent(evReset, resetData(sub.Filter.Name, reason))
 	line := s.buildIDLine()
 	if !w.fits(len(ev) + len(line)) {

@@ -92,6 +92,18 @@ func (c *cursor) advance(pos core.Position) {
 	}
 }
 
+// has reports whether the cursor covers pos: same epoch, and an offset at
+// or beyond pos's on its partition.
+func (c *cursor) has(pos core.Position) bool {
+	if len(c.parts) == 0 || c.epoch != pos.Epoch {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(c.parts, pos.Partition, func(p partOffset, t int32) int {
+		return int(p.partition) - int(t)
+	})
+	return found && c.parts[i].offset >= pos.Offset
+}
+
 // fingerprint identifies the list of subscriptions an id was made for.
 func fingerprint(names []string) uint32 {
 	h := fnv.New32a()

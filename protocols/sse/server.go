@@ -86,7 +86,7 @@ type stats struct {
 	connections, accepted, subscriptions atomic.Int64
 	delivered, dropped, slow             atomic.Int64
 	resumes, resets, errors              atomic.Int64
-	denied, expired                      atomic.Int64
+	denied, expired, duplicates          atomic.Int64
 	published, publishErrors, snapshots  atomic.Int64
 }
 
@@ -218,11 +218,12 @@ func (s *Server) open(ctx context.Context, w http.ResponseWriter, req *streamReq
 			start = cursorFrom(c)
 		}
 		st.starts = append(st.starts, start)
-		cur := start
+		cur, floor := start, cursor{}
 		if req.since != nil && len(req.since[i].parts) > 0 {
-			cur = req.since[i]
+			cur, floor = req.since[i], req.since[i]
 		}
 		st.cursors = append(st.cursors, cursor{epoch: cur.epoch, parts: slices.Clone(cur.parts)})
+		st.floors = append(st.floors, floor)
 	}
 	line := st.buildIDLine()
 	if len(line)-5 > maxConnectIDLen {
@@ -339,6 +340,7 @@ type Stats struct {
 	Snapshots     int64 // snapshot requests served
 	Denied        int64 // requests refused by authentication or authorization
 	Expired       int64 // streams ended because their credentials expired
+	Duplicates    int64 // messages a resumed stream had already (from a node ahead of this one)
 }
 
 // Stats returns the server's counters.
@@ -349,6 +351,6 @@ func (s *Server) Stats() Stats {
 		Delivered: st.delivered.Load(), Dropped: st.dropped.Load(), SlowClosed: st.slow.Load(),
 		Resumes: st.resumes.Load(), Resets: st.resets.Load(), Errors: st.errors.Load(),
 		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Snapshots: st.snapshots.Load(),
-		Denied: st.denied.Load(), Expired: st.expired.Load(),
+		Denied: st.denied.Load(), Expired: st.expired.Load(), Duplicates: st.duplicates.Load(),
 	}
 }

@@ -578,3 +578,26 @@ func TestR3labsClientResumes(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// A stream resumed on a node behind the one that gave it its id (this
+// node's frontier is older) gets none of the messages it already has.
+func TestStreamResumeOnLaggingNode(t *testing.T) {
+	e := newEnv(t, Config{}, 1)
+	for i := range 5 {
+		e.dispatch("k", 0, fmt.Sprint(i)) // offsets 0..4; the client has up to 7
+	}
+	names := []string{"/demo/k"}
+	ahead := formatID(fingerprint(names), []cursor{{epoch: 1, parts: []partOffset{{0, 7}}}})
+	r := e.openStream("subject=/demo/k", ahead)
+	r.expect("ready")
+	for i := 5; i < 10; i++ {
+		e.dispatch("k", 0, fmt.Sprint(i))
+	}
+	if got, _ := readMessages(t, r, 2); strings.Join(got, " ") != "8 9" {
+		t.Fatalf("got %v, want 8 9", got)
+	}
+	r.quiet(100 * time.Millisecond)
+	if d := e.srv.Stats().Duplicates; d != 3 {
+		t.Fatalf("duplicates %d, want 3", d)
+	}
+}
