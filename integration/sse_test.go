@@ -27,7 +27,8 @@ type sseClient struct {
 	cl     *r3.Client
 	events chan *r3.Event
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when the client has stopped
+	err    error
 
 	mu       sync.Mutex
 	conns    []net.Conn
@@ -47,9 +48,13 @@ func (rt recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 	return rt.base.RoundTrip(r)
 }
 
-func dialSSE(t *testing.T, rawURL string) *sseClient {
+func dialSSE(t *testing.T, rawURL string) *sseClient { return dialSSEFrom(t, rawURL, "") }
+
+// dialSSEFrom starts the client as if it had received lastID before (an
+// EventSource reconnecting elsewhere, or an app that kept the id).
+func dialSSEFrom(t *testing.T, rawURL, lastID string) *sseClient {
 	t.Helper()
-	c := &sseClient{t: t, events: make(chan *r3.Event, 10000), done: make(chan error, 1)}
+	c := &sseClient{t: t, events: make(chan *r3.Event, 10000), done: make(chan struct{})}
 	dialer := &net.Dialer{}
 	tr := &http.Transport{DialContext: func(ctx context.Context, nw, addr string) (net.Conn, error) {
 		conn, err := dialer.DialContext(ctx, nw, addr)
@@ -65,8 +70,13 @@ func dialSSE(t *testing.T, rawURL string) *sseClient {
 	c.cl = r3.NewClient(rawURL)
 	c.cl.Connection = &http.Client{Transport: recordingTransport{c, tr}}
 	c.cl.ReconnectStrategy = backoff.WithContext(backoff.NewConstantBackOff(50*time.Millisecond), ctx)
+	if lastID != "" {
+		c.cl.LastEventID.Store([]byte(lastID))
+		c.lastGood = []byte(lastID)
+	}
 	go func() {
-		c.done <- c.cl.SubscribeRawWithContext(ctx, c.handle)
+		c.err = c.cl.SubscribeRawWithContext(ctx, c.handle)
+		close(c.done)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -119,8 +129,8 @@ func (c *sseClient) next() (string, map[string]any) {
 			c.t.Fatalf("event %s data %q: %v", ev.Event, ev.Data, err)
 		}
 		return string(ev.Event), m
-	case err := <-c.done:
-		c.t.Fatalf("the SSE client stopped: %v", err)
+	case <-c.done:
+		c.t.Fatalf("the SSE client stopped: %v", c.err)
 	case <-time.After(20 * time.Second):
 		c.t.Fatalf("no SSE event within 20s")
 	}
@@ -343,4 +353,80 @@ func TestSSECurl(t *testing.T) {
 	if l := lines.expect(t, "data: "); !strings.Contains(l, `"payload":"live"`) {
 		t.Fatalf("message data %q", l)
 	}
+}
+
+// The id of an event means the same on every node: a stream of a pattern
+// over three partitions and an exact subject of another topic, read on one
+// node, resumes on another with every missed message once, in order.
+func TestSSEResumeOnAnotherNode(t *testing.T) {
+	broker := startBroker(t)
+	addr := broker.ListenAddrs()[0]
+	producer := kafkaClient(t, addr)
+	produceKeys := func(topic string, keys []string, from, to int) {
+		var rs []*kgo.Record
+		for i := from; i <= to; i++ {
+			for _, k := range keys {
+				rs = append(rs, &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte(strconv.Itoa(i))})
+			}
+		}
+		produce(t, producer, rs...)
+	}
+	fleet := []string{"v0", "v1", "v2", "v3", "v4"}
+	produceKeys("fleet", fleet, 0, 0)
+	produceKeys("solo", []string{"k"}, 0, 0)
+	a := startKedge(t, "kafka.bootstrap.servers="+addr)
+	b := startKedge(t, "kafka.bootstrap.servers="+addr)
+	waitCached(t, a, "/solo/k", "/fleet/v0", "/fleet/v4")
+	subjects := []string{"/fleet/+", "/solo/k"}
+
+	got := map[string][]int{}
+	record := func(d map[string]any) {
+		v, _ := strconv.Atoi(d["payload"].(string))
+		got[d["subject"].(string)] = append(got[d["subject"].(string)], v)
+	}
+	c := dialSSE(t, sseURL(a, subjects, "&snapshot=false"))
+	if typ, _ := c.next(); typ != "ready" {
+		t.Fatalf("first event %s", typ)
+	}
+	produceKeys("fleet", fleet, 1, 10)
+	produceKeys("solo", []string{"k"}, 1, 10)
+	for range 60 {
+		typ, d := c.next()
+		if typ != "message" {
+			t.Fatalf("got %s %v", typ, d)
+		}
+		record(d)
+	}
+	c.cancel()
+	c.cut()
+	<-c.done
+	last := string(c.lastGood)
+	produceKeys("fleet", fleet, 11, 20) // missed
+	produceKeys("solo", []string{"k"}, 11, 20)
+
+	r := dialSSEFrom(t, sseURL(b, subjects, "&snapshot=false"), last)
+	if typ, d := r.next(); typ != "ready" || d["resumed"] != true {
+		t.Fatalf("on the other node: %s %v", typ, d)
+	}
+	for range 60 {
+		typ, d := r.next()
+		if typ != "message" {
+			t.Fatalf("got %s %v", typ, d)
+		}
+		record(d)
+	}
+	want := fmt.Sprint(seqInts(1, 20))
+	for _, s := range []string{"/fleet/v0", "/fleet/v1", "/fleet/v2", "/fleet/v3", "/fleet/v4", "/solo/k"} {
+		if fmt.Sprint(got[s]) != want {
+			t.Fatalf("%s got %v, want %s (once each, in order)", s, got[s], want)
+		}
+	}
+}
+
+func seqInts(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
 }
