@@ -255,7 +255,7 @@ func (b *browser) pageErrors() []string {
 func (b *browser) close() {
 	if b.conn != nil {
 		_ = b.try("", "Browser.close", nil, nil)
-		b.conn.Close()
+		_ = b.conn.Close()
 	}
 	done := make(chan struct{})
 	go func() { _ = b.cmd.Wait(); close(done) }()

@@ -109,7 +109,7 @@ func (c *sseClient) cut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, conn := range c.conns {
-		conn.Close()
+		_ = conn.Close()
 	}
 }
 
@@ -269,7 +269,7 @@ func postJSON(t *testing.T, rawURL, body string) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -33,7 +33,7 @@ func do(t *testing.T, method, url, token, body string) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.Header.Get("Content-Type") == "text/event-stream" {
 		return resp.StatusCode, nil
 	}

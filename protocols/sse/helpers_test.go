@@ -174,12 +174,12 @@ func (e *env) openStream(query, lastID string) *sseReader {
 	}
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		e.t.Fatalf("GET %s: %d %s", query, resp.StatusCode, b)
 	}
 	r := &sseReader{t: e.t, resp: resp, events: make(chan event, 100000), done: make(chan struct{})}
 	go r.read()
-	e.t.Cleanup(func() { resp.Body.Close(); <-r.done })
+	e.t.Cleanup(func() { _ = resp.Body.Close(); <-r.done })
 	return r
 }
 
@@ -279,6 +279,6 @@ func rawConn(t *testing.T, addr, path string) net.Conn {
 	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -16,7 +16,7 @@ func post(t *testing.T, e *env, body string) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q for %s", ct, b)
@@ -52,7 +52,7 @@ func TestPublishAndSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if d := decode(t, string(b)); resp.StatusCode != 200 || d["payload_b64"] != "/wA=" || d["position"] != "1-0-1" || d["snapshot"] != true {
 		t.Fatalf("snapshot: %d %s", resp.StatusCode, b)
 	}
@@ -68,7 +68,7 @@ func TestPublishAndSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if got := fmt.Sprint(resp.StatusCode, " ", decode(t, string(b))["code"]); got != want {
 			t.Errorf("snapshot %q: %s (%s), want %s", query, got, b, want)
 		}
@@ -115,7 +115,7 @@ func TestPublishErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
 		t.Fatalf("GET /v1/publish: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}

@@ -126,7 +126,7 @@ func TestStreamResumeEverySubscription(t *testing.T) {
 	e.dispatch("b", 1, "b1")
 	// a1 reaches /demo/a and /demo/+; b1 reaches /demo/b and /demo/+.
 	_, id := readMessages(t, r, 4)
-	r.resp.Body.Close()
+	_ = r.resp.Body.Close()
 	<-r.done
 	eventually(t, waitFor, "the stream to end", func() bool { return e.srv.Stats().Connections == 0 })
 	e.dispatch("a", 0, "a2")
@@ -162,7 +162,7 @@ func TestStreamResumeFromReady(t *testing.T) {
 	e.dispatch("k", 0, "before")
 	r := e.openStream("subject=/demo/k&snapshot=false", "")
 	id := r.expect("ready").id
-	r.resp.Body.Close()
+	_ = r.resp.Body.Close()
 	<-r.done
 	e.dispatch("k", 0, "after")
 	r2 := e.openStream("subject=/demo/k&snapshot=false", id)
@@ -183,7 +183,7 @@ func TestStreamResumeQueryParameter(t *testing.T) {
 	_, id1 := readMessages(t, r, 1)
 	e.dispatch("k", 0, "2")
 	readMessages(t, r, 1)
-	r.resp.Body.Close()
+	_ = r.resp.Body.Close()
 	<-r.done
 
 	rq := e.openStream("subject=/demo/k&last_event_id="+id0, "")
@@ -254,7 +254,7 @@ func TestStreamBadRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%q: status %d %s, want %d", tc.query, resp.StatusCode, body, tc.status)
 			continue
@@ -268,7 +268,7 @@ func TestStreamBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
 		t.Fatalf("POST to the stream: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
@@ -281,7 +281,7 @@ func TestStreamBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 400 {
 		t.Fatalf("20,000 subjects: %d", resp.StatusCode)
 	}
@@ -342,7 +342,7 @@ func TestStreamSlowConsumerErrorEvent(t *testing.T) {
 	}
 	r := &sseReader{t: t, resp: resp, events: make(chan event, 100000), done: make(chan struct{})}
 	go r.read()
-	defer func() { c.Close(); <-r.done }()
+	defer func() { _ = c.Close(); <-r.done }()
 	var last event
 	lastID, got := "", 0
 	for ev := r.next(); ; ev = r.next() {
@@ -392,7 +392,7 @@ func TestStreamSlowConsumerErrorEvent(t *testing.T) {
 		if got == before {
 			t.Fatalf("a reconnection made no progress at message %d", got)
 		}
-		r2.resp.Body.Close()
+		_ = r2.resp.Body.Close()
 	}
 }
 
@@ -442,7 +442,7 @@ func TestStreamShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Fatalf("stream during shutdown: %d", resp.StatusCode)
 	}
@@ -453,7 +453,7 @@ func TestStreamClientGone(t *testing.T) {
 	e := newEnv(t, Config{}, 1)
 	r := e.openStream("subject=/demo/k&subject=/demo/%2B", "")
 	r.expect("ready")
-	r.resp.Body.Close()
+	_ = r.resp.Body.Close()
 	eventually(t, waitFor, "cleanup", func() bool {
 		s := e.srv.Stats()
 		return s.Connections == 0 && s.Subscriptions == 0 && e.hub.Stats().Subscriptions == 0
@@ -473,7 +473,7 @@ func TestCORS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp
 	}
 	resp := do("OPTIONS", "/v1/publish", "https://app.example")
@@ -559,7 +559,7 @@ func TestR3labsClientResumes(t *testing.T) {
 	}
 	readUntil(20)
 	mu.Lock()
-	conns[0].Close() // cut the connection mid-stream
+	_ = conns[0].Close() // cut the connection mid-stream
 	mu.Unlock()
 	eventually(t, waitFor, "a second connection", func() bool { mu.Lock(); defer mu.Unlock(); return len(conns) > 1 })
 	for i := 50; i < 60; i++ {
