@@ -44,7 +44,8 @@ type conn struct {
 
 	// Used by the read loop (mochi's hooks) only.
 	suback, unsuback *ackCodes
-	subscribing      bool // a SUBSCRIBE holds deliveries
+	subscribing      bool   // a SUBSCRIBE holds deliveries
+	establishing     string // the client identifier whose CONNECT this connection is answering
 	will             *will
 	disconnected     bool // OnDisconnect ran
 }
@@ -135,6 +136,7 @@ func (c *conn) collect() {
 	if c.finishing || c.dead || c.held || s.conn != c {
 		return
 	}
+	c.resend = min(c.resend, len(s.inflight))
 	n := 0
 	for ; c.resend > 0 && n < maxBatch; c.resend-- {
 		e := s.inflight[len(s.inflight)-c.resend]

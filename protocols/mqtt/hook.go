@@ -91,12 +91,15 @@ func (h *hook) refuse(cl *mochi.Client, code packets.Code) error {
 // OnSessionEstablish attaches the connection to its session before mochi
 // sends CONNACK.
 func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
-	h.srv.attach(connOf(cl), cl.ID, pk.Connect.Clean)
+	c := connOf(cl)
+	h.srv.beginEstablish(c, cl.ID)
+	h.srv.attach(c, cl.ID, pk.Connect.Clean)
 }
 
 // OnSessionEstablished runs after CONNACK: deliveries may go out now.
 func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	if c := connOf(cl); c != nil && c.sess != nil {
+		h.srv.endEstablish(c)
 		c.release()
 	}
 }

@@ -9,6 +9,41 @@ import (
 // the Hub's locks come before session.mu (Deliver), and neither Server.mu
 // nor session.mu is held while calling into the Hub.
 
+// beginEstablish waits until no other connection of the client identifier
+// is between OnSessionEstablish and OnSessionEstablished, and claims that
+// span: two CONNECTs with one identifier must reach kedge's registry and
+// mochi's session take-over in the same order, or the loser of mochi's
+// race would stay connected outside its session. The span ends with
+// CONNACK written (or the connection's end), so the wait is bounded by the
+// write timeout.
+func (s *Server) beginEstablish(c *conn, id string) {
+	for {
+		s.mu.Lock()
+		ch, busy := s.establishing[id]
+		if !busy {
+			s.establishing[id] = make(chan struct{})
+			c.establishing = id
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		<-ch
+	}
+}
+
+// endEstablish ends the span beginEstablish claimed, if any.
+func (s *Server) endEstablish(c *conn) {
+	if c.establishing == "" {
+		return
+	}
+	s.mu.Lock()
+	ch := s.establishing[c.establishing]
+	delete(s.establishing, c.establishing)
+	s.mu.Unlock()
+	c.establishing = ""
+	close(ch)
+}
+
 // attach binds a connection to its client identifier's session and reports
 // whether the session existed (CONNACK's session present flag). The
 // existing session is resumed unless the client asks for a clean one, it

@@ -113,9 +113,12 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	sessions map[string]*session
-	offline  list.List // sessions of absent clients, longest absent first
-	draining bool
-	started  bool
+	// establishing holds the client identifiers whose CONNECT is being
+	// answered; the channel closes when it is done (registry.go).
+	establishing map[string]chan struct{}
+	offline      list.List // sessions of absent clients, longest absent first
+	draining     bool
+	started      bool
 
 	accepts sync.WaitGroup // connections being served
 	writers sync.WaitGroup // writer goroutines
@@ -136,8 +139,9 @@ func NewServer(node *core.Node, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		node: node, cfg: cfg, log: cfg.Logger,
-		conns:    make(map[*conn]struct{}),
-		sessions: make(map[string]*session),
+		conns:        make(map[*conn]struct{}),
+		sessions:     make(map[string]*session),
+		establishing: make(map[string]chan struct{}),
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("mqtt: TLS needs both a certificate file and a key file")
@@ -270,6 +274,7 @@ func (s *Server) serveConn(listener string, nc *netConn) {
 		s.log.Debug("mqtt connection ended", "remote", nc.RemoteAddr().String(), "err", err)
 	}
 	nc.Close()
+	s.endEstablish(c)
 	if c.sess != nil && !c.disconnected { // mochi failed after the session was attached (CONNACK)
 		p := c.cl.Properties
 		expire := p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean

@@ -551,3 +551,55 @@ func TestResetUserProperty(t *testing.T) {
 }
 
 var _ = errors.New
+
+// Many CONNECTs with one client identifier at once: exactly one connection
+// survives, and it is the one the session delivers to.
+func TestConcurrentTakeover(t *testing.T) {
+	h := newHarness(t, Config{})
+	first := dial(t, h.addr, 5)
+	first.mustConnect("dev", false, withExpiry(60))
+	first.subscribe(1, sub("demo/k1", 0))
+	first.nc.Close()
+	waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
+
+	const n = 10
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, h.addr, 5)
+	}
+	errs := make(chan error, n)
+	for _, c := range clients {
+		go func() {
+			c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect},
+				Connect:    packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dev", Keepalive: 60},
+				Properties: packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}})
+			ack, err := c.next(10 * time.Second)
+			if err == nil && (ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 || !ack.SessionPresent) {
+				err = fmt.Errorf("CONNACK %+v", ack)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "one connection left", func() bool { return h.srv.Stats().Connections == 1 })
+	h.kafka.dispatch("/demo/k1", "to the survivor")
+	got := 0
+	for _, c := range clients {
+		for {
+			pk, err := c.next(time.Second)
+			if err != nil {
+				break // closed (after DISCONNECT 0x8E), or the survivor has nothing more
+			}
+			if pk.FixedHeader.Type == packets.Publish && string(pk.Payload) == "to the survivor" {
+				got++
+			}
+		}
+	}
+	if got != 1 {
+		t.Fatalf("%d connections got the message, want 1", got)
+	}
+}
