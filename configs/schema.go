@@ -82,6 +82,39 @@ type Config struct {
 		// linger.ms, …) as given; the kafka package checks and maps them.
 		Properties map[string]string
 	}
+	Auth struct {
+		Mode       []string
+		Authorize  string
+		Anonymous  string
+		TokenParam string
+		StaticFile string
+		JWT        struct {
+			Secret            string
+			PublicKeyFiles    []string
+			JWKSFile          string
+			JWKSCheckInterval time.Duration
+			Issuer, Audience  string
+			Leeway            time.Duration
+			AllowNoExpiry     bool
+			Claim             string
+		}
+		Webhook struct {
+			URL            string
+			Timeout        time.Duration
+			CacheSize      int
+			CacheTTL       time.Duration
+			Secret         string
+			ForwardHeaders []string
+		}
+	}
+	Audit struct {
+		Log            string
+		Events         []string
+		KafkaTopic     string
+		KafkaQueueSize int
+		KafkaBatchSize int
+		KafkaTimeout   time.Duration
+	}
 	Embedded struct {
 		Listen         string
 		DataDir        string
@@ -276,4 +309,83 @@ var Keys = []Key{
 	{Name: "mqtt.max.offline.sessions", Kind: Int, Default: 10000, Min: 1,
 		Doc: "Most persistent sessions kept for absent clients; past it the one absent longest is reset.",
 		set: func(c *Config, v any) { c.MQTT.MaxOfflineSessions = v.(int) }},
+
+	{Name: "auth.mode", Kind: List, Default: []string{"allow-all"},
+		Doc: "Authenticators tried in order: static, jwt, webhook; or allow-all alone (development only: every client may do everything, and the start-up log says so).",
+		set: func(c *Config, v any) { c.Auth.Mode = v.([]string) }},
+	{Name: "auth.authorize", Kind: String, Default: "", Allowed: []string{"", "permissions", "webhook"},
+		Doc: "Who decides subscribes and publishes: permissions (the identity's own patterns, the default) or webhook. Must be empty with allow-all.",
+		set: func(c *Config, v any) { c.Auth.Authorize = v.(string) }},
+	{Name: "auth.anonymous", Kind: String, Default: "anonymous",
+		Doc: "Identity name of every client under allow-all.",
+		set: func(c *Config, v any) { c.Auth.Anonymous = v.(string) }},
+	{Name: "auth.token.param", Kind: String, Default: "token",
+		Doc: "Query parameter that may carry a token on WebSocket, SSE and HTTP requests (browsers cannot set headers there); empty turns query tokens off.",
+		set: func(c *Config, v any) { c.Auth.TokenParam = v.(string) }},
+	{Name: "auth.static.file", Kind: String, Default: "",
+		Doc: "JSON file of static tokens: [{\"name\":\u2026,\"token_sha256\":\u2026,\"subscribe\":[\u2026],\"publish\":[\u2026]}] (see docs/auth.md).",
+		set: func(c *Config, v any) { c.Auth.StaticFile = v.(string) }},
+	{Name: "auth.jwt.secret", Kind: String, Default: "",
+		Doc: "HS256 secret (at least 32 bytes); prefer the environment variable KEDGE_AUTH_JWT_SECRET.",
+		set: func(c *Config, v any) { c.Auth.JWT.Secret = v.(string) }},
+	{Name: "auth.jwt.public.key.files", Kind: List, Default: []string{},
+		Doc: "Files of PEM public keys for RS256 and ES256 tokens.",
+		set: func(c *Config, v any) { c.Auth.JWT.PublicKeyFiles = v.([]string) }},
+	{Name: "auth.jwt.jwks.file", Kind: String, Default: "",
+		Doc: "JWKS file of public keys, re-read when it changes.",
+		set: func(c *Config, v any) { c.Auth.JWT.JWKSFile = v.(string) }},
+	{Name: "auth.jwt.jwks.check.interval", Kind: Duration, Default: "10s", Min: int64(time.Second),
+		Doc: "How often, at most, the JWKS file is checked for changes.",
+		set: func(c *Config, v any) { c.Auth.JWT.JWKSCheckInterval = v.(time.Duration) }},
+	{Name: "auth.jwt.issuer", Kind: String, Default: "",
+		Doc: "Required iss claim, when set.",
+		set: func(c *Config, v any) { c.Auth.JWT.Issuer = v.(string) }},
+	{Name: "auth.jwt.audience", Kind: String, Default: "",
+		Doc: "Required aud claim value, when set.",
+		set: func(c *Config, v any) { c.Auth.JWT.Audience = v.(string) }},
+	{Name: "auth.jwt.leeway", Kind: Duration, Default: "30s", Min: -int64(time.Hour),
+		Doc: "Clock skew allowed on exp, nbf and iat; a negative value allows none.",
+		set: func(c *Config, v any) { c.Auth.JWT.Leeway = v.(time.Duration) }},
+	{Name: "auth.jwt.allow.no.expiry", Kind: Bool, Default: false,
+		Doc: "Accept tokens without an exp claim.",
+		set: func(c *Config, v any) { c.Auth.JWT.AllowNoExpiry = v.(bool) }},
+	{Name: "auth.jwt.claim", Kind: String, Default: "kedge",
+		Doc: "Claim holding the holder's permissions: {\"subscribe\": [patterns], \"publish\": [patterns]}.",
+		set: func(c *Config, v any) { c.Auth.JWT.Claim = v.(string) }},
+	{Name: "auth.webhook.url", Kind: String, Default: "",
+		Doc: "http(s) URL the webhook authenticator/authorizer POSTs to (see docs/auth.md for the bodies).",
+		set: func(c *Config, v any) { c.Auth.Webhook.URL = v.(string) }},
+	{Name: "auth.webhook.timeout", Kind: Duration, Default: "2s", Min: int64(time.Millisecond),
+		Doc: "Bound on each webhook call; a timeout denies.",
+		set: func(c *Config, v any) { c.Auth.Webhook.Timeout = v.(time.Duration) }},
+	{Name: "auth.webhook.cache.size", Kind: Int, Default: 10000, Min: -1,
+		Doc: "Webhook answers kept (of each kind); -1 turns the cache off.",
+		set: func(c *Config, v any) { c.Auth.Webhook.CacheSize = v.(int) }},
+	{Name: "auth.webhook.cache.ttl", Kind: Duration, Default: "30s", Min: int64(time.Second),
+		Doc: "How long a webhook answer is reused.",
+		set: func(c *Config, v any) { c.Auth.Webhook.CacheTTL = v.(time.Duration) }},
+	{Name: "auth.webhook.secret", Kind: String, Default: "",
+		Doc: "Sent to the webhook as Authorization: Bearer, so it can tell kedge's calls.",
+		set: func(c *Config, v any) { c.Auth.Webhook.Secret = v.(string) }},
+	{Name: "auth.webhook.forward.headers", Kind: List, Default: []string{"Authorization", "Cookie"},
+		Doc: "Client request headers copied into authenticate calls.",
+		set: func(c *Config, v any) { c.Auth.Webhook.ForwardHeaders = v.([]string) }},
+	{Name: "audit.log", Kind: String, Default: "info", Allowed: []string{"debug", "info", "off"},
+		Doc: "Level of audit records in the log: debug, info or off (denials are logged at warn unless off).",
+		set: func(c *Config, v any) { c.Audit.Log = v.(string) }},
+	{Name: "audit.events", Kind: List, Default: []string{},
+		Doc: "Events recorded: connect, disconnect, subscribe, unsubscribe, publish, deny; empty means all.",
+		set: func(c *Config, v any) { c.Audit.Events = v.([]string) }},
+	{Name: "audit.kafka.topic", Kind: String, Default: "",
+		Doc: "Kafka topic receiving audit events as JSON; empty means none. It should not be an exposed topic.",
+		set: func(c *Config, v any) { c.Audit.KafkaTopic = v.(string) }},
+	{Name: "audit.kafka.queue.size", Kind: Int, Default: 10000, Min: 1,
+		Doc: "Audit events waiting to be produced; beyond it they are dropped and counted.",
+		set: func(c *Config, v any) { c.Audit.KafkaQueueSize = v.(int) }},
+	{Name: "audit.kafka.batch.size", Kind: Int, Default: 500, Min: 1,
+		Doc: "Most audit events per produce call.",
+		set: func(c *Config, v any) { c.Audit.KafkaBatchSize = v.(int) }},
+	{Name: "audit.kafka.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "Bound on one produce of audit events.",
+		set: func(c *Config, v any) { c.Audit.KafkaTimeout = v.(time.Duration) }},
 }

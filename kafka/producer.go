@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -156,4 +157,17 @@ func (p *Producer) Close(ctx context.Context) error {
 		cl.Close()
 	}
 	return err
+}
+
+// AuditProducer adapts the producer for the auth package's Kafka audit sink
+// (auth.Producer), which must not import franz-go.
+type AuditProducer struct{ P *Producer }
+
+// Produce writes the records and waits for Kafka's acknowledgement.
+func (a AuditProducer) Produce(ctx context.Context, records []auth.AuditRecord) error {
+	rs := make([]*kgo.Record, len(records))
+	for i, r := range records {
+		rs[i] = &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value}
+	}
+	return a.P.clients[0].ProduceSync(ctx, rs...).FirstErr()
 }

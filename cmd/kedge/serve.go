@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/configs"
 	"github.com/kedgehq/kedge/core"
 	"github.com/kedgehq/kedge/kafka"
@@ -77,11 +78,7 @@ func newLogger(cfg *configs.Config, w io.Writer) *slog.Logger {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	name := cfg.Node.Name
-	if name == "" {
-		name, _ = os.Hostname()
-	}
-	return slog.New(h).With("node", name)
+	return slog.New(h).With("node", nodeName(cfg))
 }
 
 // server holds the running parts of one kedge node.
@@ -92,6 +89,7 @@ type server struct {
 	source   *kafka.Source
 	producer *kafka.Producer
 	hub      *core.Hub
+	audit    *auth.Audit
 	ws       *ws.Server
 	mqtt     *mqtt.Server
 	sse      *sse.Server
@@ -168,8 +166,13 @@ func (s *server) start(kopts kafka.Options) error {
 	if err != nil {
 		return err
 	}
-	node := &core.Node{Hub: s.hub, Publisher: s.producer, Source: s.source, Exposure: exposure}
-	s.ws = ws.NewServer(node, ws.Config{
+	au, audit, err := s.buildAuth()
+	if err != nil {
+		return err
+	}
+	s.audit = audit
+	node := &core.Node{Hub: s.hub, Publisher: s.producer, Source: s.source, Exposure: exposure, Auth: au, Audit: audit}
+	s.ws = ws.NewServer(node, ws.Config{TokenParam: cfg.Auth.TokenParam,
 		MaxPayload: int(cfg.WS.MaxMessageSize), WriteQueueSize: int(cfg.WS.WriteQueueSize),
 		WriteTimeout: cfg.WS.WriteTimeout, PingInterval: cfg.WS.PingInterval, PongTimeout: cfg.WS.PongTimeout,
 		MaxSubscriptions: cfg.WS.MaxSubscriptions, MaxInflight: cfg.WS.MaxInflight, Logger: s.log,
@@ -178,7 +181,7 @@ func (s *server) start(kopts kafka.Options) error {
 		HeartbeatInterval: cfg.SSE.HeartbeatInterval, Retry: cfg.SSE.Retry,
 		WriteQueueSize: int(cfg.SSE.WriteQueueSize), WriteTimeout: cfg.SSE.WriteTimeout,
 		MaxSubscriptions: cfg.SSE.MaxSubscriptions, MaxPayload: int(cfg.HTTP.PublishMaxPayload),
-		AllowedOrigins: cfg.HTTP.CORSAllowedOrigins, Logger: s.log,
+		AllowedOrigins: cfg.HTTP.CORSAllowedOrigins, TokenParam: cfg.Auth.TokenParam, Logger: s.log,
 	})
 	if err := s.startMQTT(node); err != nil {
 		return err
@@ -244,7 +247,6 @@ func (s *server) announce(httpAddr string, kopts kafka.Options) {
 	if s.embedded != nil {
 		kafkaAddr = s.embedded.Addr()
 	}
-	s.log.Warn("authentication is off: any client may subscribe and publish (development default)")
 	mqttTCP, mqttWS := s.mqttAddrs(httpAddr)
 	s.log.Info("kedge ready", "version", version, "http", httpAddr,
 		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "sse", "http://"+httpAddr+"/v1/sse", "console", "http://"+httpAddr+"/", "kafka", kafkaAddr, "embedded", s.embedded != nil,
@@ -287,6 +289,11 @@ func (s *server) close() {
 		s.mqtt.Shutdown(ctx)
 		cancel()
 	}
+	if s.audit != nil { // flush audit events to Kafka before the producer goes
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.audit.Close(ctx)
+		cancel()
+	}
 	if s.producer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.producer.Close(ctx)
@@ -296,4 +303,9 @@ func (s *server) close() {
 		s.embedded.Close()
 		s.log.Info("embedded Kafka broker stopped")
 	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
