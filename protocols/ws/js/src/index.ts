@@ -411,7 +411,6 @@ export class KedgeClient {
     const q = this.queue;
     this.queue = [];
     for (const p of q) this.sendPub(p);
-    this.set("open");
     const every = this.o.pingInterval ?? 20000;
     if (every > 0) {
       let waiting = false;
@@ -426,6 +425,7 @@ export class KedgeClient {
         this.heard = false;
       }, every);
     }
+    this.set("open"); // last: onState may close the client
   }
 
   /** Gives up on a connection that does not answer: reconnect at once, without waiting for its close. */

@@ -358,6 +358,23 @@ test("unsubscribe: the last handle of a subject ends it on the server and delete
   c.close();
 });
 
+test("closing from onState stops everything (no keepalive timer left running)", async () => {
+  let c;
+  const f = fake({ pingInterval: 5, onState: (s) => s === "open" && c.close() });
+  c = f.c;
+  const ws = await f.next();
+  ws.open();
+  assert.equal(c.state, "closed");
+  assert.equal(ws.closedWith, 1000);
+  // A keepalive timer left running would ping (or drop the socket) within
+  // 10 ms; the socket must stay untouched for 25 intervals.
+  const sends = ws.sent.length;
+  await new Promise((r) => setTimeout(r, 125));
+  assert.equal(ws.sent.length, sends);
+  assert.equal(ws.closedWith, 1000); // a keepalive drop would have closed it again
+  assert.equal(FakeWS.all.at(-1), ws);
+});
+
 test("keepalive: a silent connection gets a ping, then is dropped and replaced", async () => {
   const { c, next } = fake({ pingInterval: 20 });
   const ws = await next();
