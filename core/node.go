@@ -232,3 +232,31 @@ func (n *Node) Publish(ctx context.Context, subject string, payload []byte, head
 	r := <-ch
 	return r.pos, r.err
 }
+
+// Origin returns, for every known partition of topic, the offset before the
+// first one this node dispatched (what Hub.Begin was given, minus one). A
+// subscription registered before the topic's partitions were known has been
+// handed every matching message this node dispatched since, so Origin,
+// advanced by what the subscription was handed, is a cursor it can resume
+// from without a gap; adapters take it when such a subscription gets its
+// first message, or the first of a new epoch. ok is false while the
+// partitions are unknown or of mixed epochs. Deliver may call it.
+func (n *Node) Origin(topic string) (c Cursor, ok bool) {
+	ps := &n.Hub.parts
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	parts := ps.byTopic[topic]
+	if len(parts) == 0 {
+		return Cursor{}, false
+	}
+	c.Offsets = make(map[int32]int64, len(parts))
+	for i, p := range parts {
+		st := ps.byTP[topicPartition{topic, p}]
+		if i > 0 && st.epoch != c.Epoch {
+			return Cursor{}, false
+		}
+		c.Epoch = st.epoch
+		c.Offsets[p] = st.first - 1
+	}
+	return c, true
+}

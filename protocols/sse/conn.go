@@ -68,6 +68,14 @@ func (s *stream) Deliver(sub *core.Subscription, m *core.Message, snapshot bool)
 		return
 	}
 	c := &s.cursors[i]
+	if len(c.parts) == 0 || (!snapshot && c.epoch != m.Pos.Epoch) {
+		// The topic's partitions were unknown when the subscription was
+		// made, or the topic was re-created: start from where this node
+		// began each partition, so partitions not seen yet are named too.
+		if o, ok := s.srv.node.Origin(m.Topic); ok && o.Epoch == m.Pos.Epoch {
+			*c = cursorFrom(o)
+		}
+	}
 	if !snapshot || len(c.parts) == 0 || c.epoch == m.Pos.Epoch {
 		// A snapshot is older than every message the subscription is
 		// owed, so advancing by it skips only messages from before the

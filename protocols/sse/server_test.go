@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -600,4 +601,30 @@ func TestStreamResumeOnLaggingNode(t *testing.T) {
 	if d := e.srv.Stats().Duplicates; d != 3 {
 		t.Fatalf("duplicates %d, want 3", d)
 	}
+}
+
+// A pattern subscribed before its topic existed resumes every partition,
+// also those it had no message from yet.
+func TestStreamResumeTopicCreatedLater(t *testing.T) {
+	e := newEnv(t, Config{}, 0) // "demo" is unknown
+	r := e.openStream("subject=/demo/%2B&snapshot=false", "")
+	r.expect("ready")
+	for p := range int32(3) {
+		e.hub.Begin("demo", 1, p, 0) // the topic appears with three partitions
+	}
+	e.dispatch("a", 0, "a1")
+	_, id := readMessages(t, r, 1)
+	_ = r.resp.Body.Close()
+	<-r.done
+	e.dispatch("b", 1, "b1")
+	e.dispatch("c", 2, "c1")
+	e.dispatch("a", 0, "a2")
+	r2 := e.openStream("subject=/demo/%2B&snapshot=false", id)
+	r2.expect("ready")
+	got, _ := readMessages(t, r2, 3)
+	slices.Sort(got)
+	if strings.Join(got, " ") != "a2 b1 c1" {
+		t.Fatalf("resumed %v, want a2 b1 c1", got)
+	}
+	r2.quiet(100 * time.Millisecond)
 }
