@@ -24,6 +24,10 @@ export type ProtocolErrorCode =
   | "kafka_busy"
   | "kafka_rejected"
   | "shutting_down"
+  | "unauthorized"
+  | "token_expired"
+  | "forbidden"
+  | "auth_unavailable"
   | "unsupported"
   | "internal";
 
@@ -134,8 +138,9 @@ export interface ClientOptions {
   url: string;
   /**
    * A token, or a function called before every (re)connect that returns one
-   * (refresh it there). Sent as the `token` query parameter. kedge does not
-   * check it yet.
+   * (refresh it there). Sent as the `token` query parameter. With a
+   * function, a 4502 close (credentials refused or expired) reconnects with
+   * a new token instead of ending the client.
    */
   token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
   /** The WebSocket constructor; defaults to the global WebSocket. */
@@ -438,7 +443,9 @@ export class KedgeClient {
 
   private lost(ws: WebSocketLike, code: number, reason: string) {
     if (ws !== this.ws) return;
-    if (code === 1009 || (code >= 4500 && code < 5000)) {
+    // 4500–4999 (and 1009, the same as 4501) mean "not without changing
+    // something": a token provider can change the credentials (4502).
+    if (code === 1009 || (code >= 4500 && code < 5000 && !(code === 4502 && typeof this.o.token === "function"))) {
       return this.shut(new KedgeError("closed", `the server closed the connection with code ${code}${reason ? ": " + reason : ""}`, { closeCode: code }), { code, reason });
     }
     this.detach();

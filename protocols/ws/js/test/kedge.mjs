@@ -56,7 +56,7 @@ export async function waitFor(what, cond, ms = 20000) {
  * for a random port).
  */
 export async function startKedge({ dataDir = tempDir(), http = "127.0.0.1:0", sets = [] } = {}) {
-  const args = ["serve", "--log.format", "json", "--http.listen", http, "--embedded.listen", "127.0.0.1:0",
+  const args = ["serve", "--log.format", "json", "--http.listen", http, "--embedded.listen", "127.0.0.1:0", "--mqtt.listen", "127.0.0.1:0",
     "--set", `embedded.data.dir=${dataDir}`, ...sets.flatMap((s) => ["--set", s])];
   // The environment without KEDGE_ variables, which would configure kedge.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("KEDGE_")));

@@ -3,8 +3,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connect, KedgeError, memoryStore } from "../dist/index.mjs";
-import { startKedge, waitFor } from "./kedge.mjs";
+import { startKedge, tempDir, waitFor } from "./kedge.mjs";
 
 const opts = { WebSocketImpl: WebSocket, reconnectDelay: 50, maxReconnectDelay: 500 };
 const clients = [];
@@ -272,3 +274,51 @@ test("offline queue: publishes made while kedge is down are sent after it is bac
   await waitFor("the 4 messages", () => got.length >= 4).catch((e) => assert.fail(`${e.message}: got ${JSON.stringify(got)}, published ${positions}`));
   assert.deepEqual(got, [["0", p0], ["1", positions[0]], ["2", positions[1]], ["3", positions[2]]]);
 });
+
+test("authentication: the token goes in the query; refused, missing, forbidden and expired credentials", async (t) => {
+  // Static tokens: "short" expires soon after kedge starts, "long" does not.
+  const dir = tempDir();
+  const file = join(dir, "tokens.json");
+  const expires = new Date(Date.now() + 10000).toISOString();
+  writeFileSync(file, JSON.stringify([
+    { name: "app", token_sha256: await sha256("short"), subscribe: ["/auth/#"], publish: ["/auth/#"], expires },
+    { name: "app", token_sha256: await sha256("long"), subscribe: ["/auth/#"], publish: ["/auth/#"] },
+  ]));
+  const k = await startKedge({ sets: ["auth.mode=static", `auth.static.file=${file}`] });
+  t.after(() => k.stop());
+
+  // No token: every request is refused with a typed error.
+  const anon = client(k.url);
+  await assert.rejects(anon.subscribe("/auth/k", () => {}).ready, (e) => e instanceof KedgeError && e.code === "unauthorized");
+  anon.close();
+
+  // A refused token gets HTTP 401 (seen as an abnormal close): the client
+  // retries and calls the provider again. "short" works until it expires
+  // (a 4502 close), then the provider's next token takes over and the
+  // subscription resumes without a gap.
+  const tokens = ["wrong", "short", "long"];
+  let calls = 0;
+  const closes = [];
+  const a = client(k.url, {
+    token: () => tokens[Math.min(calls++, tokens.length - 1)],
+    onState: (s, d) => s === "reconnecting" && closes.push(d.code),
+  });
+  const got = [];
+  await a.subscribe("/auth/k", (m) => got.push(m.payload), { snapshot: false }).ready;
+  assert.equal(calls, 2);
+  await assert.rejects(a.publish("/other/k", "x"), (e) => e instanceof KedgeError && e.code === "forbidden" && e.subject === "/other/k");
+  const pub = client(k.url, { token: "long" });
+  await pub.publish("/auth/k", "1");
+  await waitFor("message 1", () => got.length === 1);
+  await waitFor("the expiry close (4502)", () => closes.includes(4502), 30000);
+  await pub.publish("/auth/k", "2"); // while a reconnects, or after
+  await waitFor("message 2 after the reconnect", () => got.length === 2 && a.state === "open");
+  assert.deepEqual(got, ["1", "2"]);
+  assert.equal(calls, 3);
+  assert.equal(a.state, "open");
+});
+
+async function sha256(s) {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
+  return Buffer.from(d).toString("hex");
+}

@@ -215,6 +215,24 @@ test("close codes: 4000–4499 and abnormal closes reconnect with growing jitter
     assert.deepEqual(states.at(-1), ["closed", { code, reason: "too big" }]);
     await assert.rejects(c.publish("/a/b", "y"), (e) => e.code === "closed" && e.closeCode === code);
   }
+  // 4502 (unauthorized) ends a client with a fixed token, but a token
+  // provider can bring new credentials: that client reconnects.
+  {
+    const fixed = fake({ token: "t" });
+    const ws = await fixed.next();
+    ws.open();
+    ws.end(4502, "token expired");
+    assert.equal(fixed.c.state, "closed");
+    assert.equal(fixed.errors[0].closeCode, 4502);
+    let n = 0;
+    const refreshing = fake({ token: () => `t${++n}` });
+    const ws1 = await refreshing.next();
+    ws1.open();
+    ws1.end(4502, "token expired");
+    assert.equal(refreshing.c.state, "reconnecting");
+    assert.equal((await refreshing.next()).url, "ws://kedge.test/v1/ws?token=t2");
+    refreshing.c.close();
+  }
   const { c, next, states } = fake({ reconnectDelay: 8, maxReconnectDelay: 40 });
   for (const code of [4000, 4001, 4003, 4499, 1006, 1002, 1001, 1011]) {
     const ws = await next();
