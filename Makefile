@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all deps build run test js lint bench fuzz clean
+.PHONY: all deps bench-deps build run test js lint bench bench-full fuzz clean
 
 all: build
 
@@ -34,8 +34,20 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) run $(GOLANGCI) run ./...
 
-bench:
+# The peer servers kedge bench measures kedge against (not needed by make test).
+bench-deps:
+	./.ci/deps bench
+
+# Go benchmarks of the hot path, then a short whole-system smoke of kedge
+# bench (every load of docs/benchmarks.md, small and brief).
+bench: bench-deps build
 	$(GO) test -run=NONE -bench=. -benchmem ./core/ ./protocols/...
+	./$(BIN) bench targets --short
+
+# The whole-system loads the targets are stated for (docs/benchmarks.md):
+# minutes, 19,000 connections per protocol, peers in the same run.
+bench-full: bench-deps build
+	./$(BIN) bench targets
 
 # Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
 fuzz:

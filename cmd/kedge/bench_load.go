@@ -516,6 +516,9 @@ func human(v float64) string {
 // benchLoadCommands are the load subcommands of `kedge bench`; "worker" is
 // the hidden client process they start.
 var benchLoadCommands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"fanout": benchFanout,
-	"worker": func(_ []string, stdout, _ io.Writer) int { return benchWorker(os.Stdin, stdout) },
+	"fanout":  benchFanout,
+	"idle":    benchIdle,
+	"publish": benchPublish,
+	"targets": benchTargets,
+	"worker":  func(_ []string, stdout, _ io.Writer) int { return benchWorker(os.Stdin, stdout) },
 }

@@ -175,14 +175,33 @@ func readGoMem(pprofAddr string) (goMem, error) {
 		switch k {
 		case "HeapInuse":
 			m.HeapInuse = n
-		case "StackInuse":
-			m.StackInuse = n
+		case "Stack": // "inuse / sys"
+			in, _, _ := strings.Cut(v, "/")
+			m.StackInuse, _ = strconv.ParseInt(strings.TrimSpace(in), 10, 64)
 		}
 	}
 	if m.HeapInuse == 0 {
 		return m, fmt.Errorf("no MemStats at %s", pprofAddr)
 	}
 	return m, nil
+}
+
+// fetchHeap saves a heap profile (after a GC) from a pprof endpoint.
+func fetchHeap(pprofAddr, path string) error {
+	resp, err := benchHTTP.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // fetchProfile saves a CPU profile of d seconds from a pprof endpoint.

@@ -60,6 +60,7 @@ type workerEvent struct {
 // benchWorker is the worker process's main.
 func benchWorker(stdin io.Reader, stdout io.Writer) int {
 	in := bufio.NewScanner(stdin)
+	in.Buffer(make([]byte, 64<<10), 64<<20) // a spec lists every subject
 	if !in.Scan() {
 		return 2
 	}
