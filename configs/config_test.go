@@ -815,3 +815,15 @@ func TestNullKeepsDefault(t *testing.T) {
 		}
 	}
 }
+
+// Variables that name no section are not configuration (kedge sub reads
+// KEDGE_URL); a misspelt key within a section is still an error.
+func TestEnvOutsideSections(t *testing.T) {
+	if _, err := Load(Options{Environ: []string{"KEDGE_URL=ws://x", "KEDGE_HOME=/tmp"}}); err != nil {
+		t.Fatalf("KEDGE_URL and KEDGE_HOME: %v", err)
+	}
+	_, err := Load(Options{Environ: []string{"KEDGE_CACHE_SIZ=5"}})
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "cache.siz") {
+		t.Fatalf("KEDGE_CACHE_SIZ: %v", err)
+	}
+}

@@ -124,7 +124,9 @@ func defaults() map[string]any {
 }
 
 // fromEnv maps KEDGE_SECTION_SOME_NAME to "section.some.name", and expands
-// KEDGE_KAFKA_EXTRA_OPTS.
+// KEDGE_KAFKA_EXTRA_OPTS. Variables whose first word is no section of the
+// schema (KEDGE_URL, KEDGE_HOME) are not configuration and are left alone;
+// within a section, an unknown name is an error like any unknown key.
 func fromEnv(environ []string) (layer, error) {
 	l := layer{values: map[string]any{}, origin: map[string]string{}}
 	var extra string
@@ -139,6 +141,9 @@ func fromEnv(environ []string) (layer, error) {
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
 		key = strings.ReplaceAll(key, "_", ".")
+		if section, _, _ := strings.Cut(key, "."); !sections()[section] {
+			continue // not configuration (KEDGE_URL is kedge sub's, say)
+		}
 		l.values[keyPath(key)] = value
 		l.origin[key] = "from environment variable " + name
 	}
@@ -331,6 +336,16 @@ func distance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// sections returns the first words of the schema's key names.
+func sections() map[string]bool {
+	m := make(map[string]bool)
+	for _, k := range Keys {
+		section, _, _ := strings.Cut(k.Name, ".")
+		m[section] = true
+	}
+	return m
 }
 
 // Names lists every key name of the schema, sorted.
