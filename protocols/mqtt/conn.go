@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -23,6 +24,9 @@ type conn struct {
 	// sess is set once by OnSessionEstablish, before anything is written.
 	sess    *session
 	present bool // the session existed: CONNACK's session present flag
+
+	auth   *core.Session // who the client is; set by OnConnect
+	expiry *time.Timer   // closes the connection when its credentials expire
 
 	// Guarded by sess.mu.
 	ctrl      [][]byte // acknowledgements and DISCONNECT, before deliveries

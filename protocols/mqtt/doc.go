@@ -8,6 +8,8 @@
 // keeps everything that touches subjects: MQTT topic "a/b/c" is subject
 // "/a/b/c" (Kafka topic "a", key "b/c"), every publish goes to Kafka, every
 // subscription is a core subscription, and sessions are kedge's.
+// Authentication and authorization are core's (core.Session), as on every
+// protocol: CONNECT's password carries the token (auth.go).
 //
 // Where mochi falls short for kedge, and how this package works around it
 // (mochi v2.7.9; see hook.go):

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -105,6 +106,12 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config, topics ...string) *harness {
 	t.Helper()
+	return newAuthHarness(t, cfg, nil, topics...)
+}
+
+// newAuthHarness is a harness whose node authenticates with a.
+func newAuthHarness(t *testing.T, cfg Config, a *auth.Auth, topics ...string) *harness {
+	t.Helper()
 	hub := core.NewHub(core.CacheConfig{})
 	k := &fakeKafka{hub: hub, offsets: map[string]int64{}}
 	exp, err := core.NewExposure(topics, "")
@@ -114,7 +121,7 @@ func newHarness(t *testing.T, cfg Config, topics ...string) *harness {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	srv, err := NewServer(&core.Node{Hub: hub, Publisher: k, Exposure: exp}, cfg)
+	srv, err := NewServer(&core.Node{Hub: hub, Publisher: k, Exposure: exp, Auth: a}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,6 +307,13 @@ func (c *client) mustConnect(id string, clean bool, opts ...connectOpt) packets.
 func withExpiry(seconds uint32) connectOpt {
 	return func(pk *packets.Packet) {
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = seconds, true
+	}
+}
+
+func withPassword(user, password string) connectOpt {
+	return func(pk *packets.Packet) {
+		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
+		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(password)
 	}
 }
 

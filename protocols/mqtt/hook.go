@@ -7,6 +7,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/kedgehq/kedge/auth"
 )
 
 // hook bridges mochi to core. mochi keeps the MQTT protocol (CONNECT,
@@ -65,12 +67,18 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	if draining {
 		return h.refuse(cl, packets.ErrServerShuttingDown)
 	}
+	if refused := c.authenticate(cl, pk); refused != nil {
+		return h.refuse(cl, *refused)
+	}
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
 		w, terr := parseWill(srv.node, cl, pk)
 		if terr != nil {
 			code := terr.code
 			code.Reason = terr.Error()
 			return h.refuse(cl, code)
+		}
+		if refused := c.authorize(auth.Publish, w.p.Subject.Name); refused != nil {
+			return h.refuse(cl, *refused)
 		}
 		c.will = w
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // mochi must not send it
@@ -94,6 +102,9 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	c := connOf(cl)
 	h.srv.beginEstablish(c, cl.ID)
 	h.srv.attach(c, cl.ID, pk.Connect.Clean)
+	if c.present {
+		c.recheck()
+	}
 }
 
 // OnSessionEstablished runs after CONNACK: deliveries may go out now.

@@ -10,6 +10,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -30,6 +31,10 @@ func (c *conn) publish(pk packets.Packet) {
 		c.refusePublish(pk, terr.code, terr.Error())
 		return
 	}
+	if refused := c.authorize(auth.Publish, subj.Name); refused != nil {
+		c.refusePublish(pk, *refused, refused.Reason)
+		return
+	}
 	if refused := c.pub.begin(c, pk); refused != nil {
 		if *refused != (packets.Code{}) {
 			c.refusePublish(pk, *refused, refused.Reason)
@@ -40,6 +45,9 @@ func (c *conn) publish(pk packets.Packet) {
 	qos, id := pk.FixedHeader.Qos, pk.PacketID
 	p := core.Publication{Subject: subj, Payload: pk.Payload, Headers: headersOf(&pk.Properties)}
 	srv.node.PublishAsync(context.Background(), p, func(_ core.Position, err error) {
+		if err == nil {
+			c.auth.Published(p.Subject.Name)
+		}
 		c.answered(qos, id, err)
 	})
 }

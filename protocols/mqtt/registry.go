@@ -57,7 +57,7 @@ func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
 	ss := s.sessions[id]
 	if ss != nil {
 		ss.mu.Lock()
-		if clean || ss.ended || ss.v5 != c.v5 {
+		if clean || ss.ended || ss.v5 != c.v5 || ss.owner != c.owner() {
 			ss.conn = nil
 			ss.endLocked()
 			ss.mu.Unlock()
@@ -67,7 +67,7 @@ func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
 	}
 	present := ss != nil
 	if ss == nil {
-		ss = &session{srv: s, id: strings.Clone(id), v5: c.v5}
+		ss = &session{srv: s, id: strings.Clone(id), v5: c.v5, owner: c.owner()}
 		s.sessions[ss.id] = ss
 		ss.mu.Lock()
 	}
@@ -114,6 +114,16 @@ func (s *Server) online(ss *session) {
 // time), except when the server closed the connection to shut down.
 func (s *Server) disconnected(c *conn, abnormal, expire bool, expiry time.Duration) {
 	c.disconnected = true
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	if c.auth != nil {
+		reason := "disconnect"
+		if abnormal {
+			reason = "connection lost"
+		}
+		c.auth.Disconnected(reason)
+	}
 	ss := c.sess
 	w := c.will
 	if !abnormal {

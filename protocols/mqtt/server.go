@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -57,7 +58,10 @@ type Config struct {
 	// MaxOfflineSessions bounds the sessions kept for absent clients
 	// (default 10000); past it the longest-absent one is reset.
 	MaxOfflineSessions int
-	Logger             *slog.Logger
+	// TokenParam names the query parameter that may carry a bearer token on
+	// the MQTT over WebSocket upgrade (as for WebSocket and SSE); empty: none.
+	TokenParam string
+	Logger     *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -132,6 +136,7 @@ type stats struct {
 	published, publishErrors, refused         atomic.Int64
 	resets, subResets, expired, undeliverable atomic.Int64
 	tooLarge, writeErrors, wills              atomic.Int64
+	denied, tokenExpired                      atomic.Int64
 }
 
 // NewServer returns an MQTT server over node; Start opens its TCP listener.
@@ -237,6 +242,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(s.cfg.MaxPacketSize) + 4096)
 	nc := newNetConn(ws.NetConn(), s.cfg.WriteTimeout)
 	nc.ws = ws
+	nc.header = &upgradeAuth{header: r.Header, token: auth.TokenFromRequest(r, s.cfg.TokenParam)}
 	ws.SetPingHandler(func(data string) error {
 		_ = nc.writeControl(websocket.PongMessage, []byte(data))
 		return nil
@@ -383,6 +389,8 @@ type Stats struct {
 	Undeliverable   int64 // messages that cannot be MQTT messages (topic, size)
 	WriteErrors     int64 // writes to clients that failed
 	Wills           int64 // will messages published
+	Denied          int64 // connects, subscriptions and publishes refused by authentication or authorization
+	TokenExpired    int64 // clients disconnected because their credentials expired
 }
 
 // Stats returns the server's counters.
@@ -399,6 +407,6 @@ func (s *Server) Stats() Stats {
 		Published: st.published.Load(), PublishErrors: st.publishErrors.Load(), Refused: st.refused.Load(),
 		SessionResets: st.resets.Load(), SessionsExpired: st.expired.Load(), Resets: st.subResets.Load(),
 		Undeliverable: st.undeliverable.Load() + st.tooLarge.Load(), WriteErrors: st.writeErrors.Load(),
-		Wills: st.wills.Load(),
+		Wills: st.wills.Load(), Denied: st.denied.Load(), TokenExpired: st.tokenExpired.Load(),
 	}
 }

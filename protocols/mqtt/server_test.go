@@ -603,3 +603,26 @@ func TestConcurrentTakeover(t *testing.T) {
 		t.Fatalf("%d connections got the message, want 1", got)
 	}
 }
+
+// A batch of live messages (core.BatchSubscriber) arrives whole and in order.
+func TestDeliverBatch(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := dial(t, h.addr, 4)
+	c.mustConnect("dev", true)
+	c.subscribe(1, sub("demo/+", 0))
+	h.srv.mu.Lock()
+	ss := h.srv.sessions["dev"]
+	h.srv.mu.Unlock()
+	ss.mu.Lock()
+	t1 := ss.subs["demo/+"]
+	ss.mu.Unlock()
+	var msgs []*core.Message
+	for i := range 3 {
+		msgs = append(msgs, &core.Message{Subject: fmt.Sprint("/demo/k", i), Topic: "demo", Key: fmt.Sprint("k", i),
+			HasKey: true, Payload: []byte(fmt.Sprint(i))})
+	}
+	ss.DeliverBatch(t1.sub, msgs)
+	for i := range 3 {
+		c.message(fmt.Sprint("demo/k", i), fmt.Sprint(i))
+	}
+}

@@ -16,9 +16,10 @@ import (
 // away, and what they deliver waits in the queue (bounded by
 // Config.SessionQueueSize) until the client comes back.
 type session struct {
-	srv *Server
-	id  string
-	v5  bool
+	srv   *Server
+	id    string
+	v5    bool
+	owner string // the identity that made it; another one cannot resume it
 
 	mu       sync.Mutex
 	conn     *conn                    // nil while the client is away
@@ -49,13 +50,14 @@ type subscription struct {
 
 // delivery is one message waiting to be written.
 type delivery struct {
-	enc    []byte // shared encoding (see encode.go)
+	enc    []byte        // shared encoding (see encode.go)
+	sub    *subscription // the subscription it is for
 	qos    byte
 	retain bool // a snapshot: MQTT's retained message
 }
 
 // deliveryOverhead approximates a queued delivery's own memory beside enc.
-const deliveryOverhead = 32
+const deliveryOverhead = 40
 
 func (d delivery) size() int { return len(d.enc) + deliveryOverhead }
 
@@ -69,19 +71,30 @@ type sent struct {
 // queued, or, when the queue is full, dropped (QoS 0: core.Standard) or the
 // session is reset (QoS 1: core.Guaranteed — nothing may be lost silently).
 func (s *session) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deliverLocked(sub, m, snapshot)
+}
+
+// DeliverBatch implements core.BatchSubscriber: Deliver for each of a
+// subscription's live messages, in order, under one lock.
+func (s *session) DeliverBatch(sub *core.Subscription, msgs []*core.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.deliverLocked(sub, m, false)
+	}
+}
+
+func (s *session) deliverLocked(sub *core.Subscription, m *core.Message, snapshot bool) {
 	t := sub.Tag.(*subscription)
-	if snapshot && len(m.Payload) == 0 {
+	st := &s.srv.stats
+	if s.ended || snapshot && len(m.Payload) == 0 {
 		return // an empty retained message means "no retained message" in MQTT
 	}
 	enc := shared(m, s.v5)
-	st := &s.srv.stats
 	if enc == nil {
 		st.undeliverable.Add(1)
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
 		return
 	}
 	if t.reset != "" && s.v5 {
@@ -90,7 +103,7 @@ func (s *session) Deliver(sub *core.Subscription, m *core.Message, snapshot bool
 		}
 		t.reset = ""
 	}
-	d := delivery{enc: enc, qos: t.qos, retain: snapshot}
+	d := delivery{enc: enc, sub: t, qos: t.qos, retain: snapshot}
 	limit := s.srv.cfg.SessionQueueSize
 	if s.conn != nil {
 		limit = s.srv.cfg.WriteQueueSize
@@ -248,13 +261,13 @@ func (f *fifo) pop() delivery {
 	return d
 }
 
-// dropQoS0 removes the QoS 0 deliveries (for a session going offline with
-// more queued than it may keep) and returns the bytes freed.
-func (f *fifo) dropQoS0() int {
+// drop removes the deliveries for which gone is true and returns the bytes
+// freed.
+func (f *fifo) drop(gone func(*delivery) bool) int {
 	freed, kept := 0, fifo{}
 	for f.size > 0 {
 		d := f.pop()
-		if d.qos == 0 {
+		if gone(&d) {
 			freed += d.size()
 			continue
 		}
@@ -263,6 +276,10 @@ func (f *fifo) dropQoS0() int {
 	*f = kept
 	return freed
 }
+
+// dropQoS0 removes the QoS 0 deliveries (for a session going offline with
+// more queued than it may keep) and returns the bytes freed.
+func (f *fifo) dropQoS0() int { return f.drop(func(d *delivery) bool { return d.qos == 0 }) }
 
 func (f *fifo) clear() { *f = fifo{} }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -25,6 +26,9 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	filter, terr := parseFilter(srv.node, f.Filter)
 	if terr != nil {
 		return terr.code.Code, terr.Error()
+	}
+	if refused := c.authorize(auth.Subscribe, filter.Name); refused != nil {
+		return refused.Code, refused.Reason
 	}
 	s.mu.Lock()
 	existed := s.subs[f.Filter] != nil
@@ -59,6 +63,7 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	} else {
 		srv.stats.subscriptions.Add(1)
 	}
+	c.auth.Subscribed(filter.Name)
 	return qos, ""
 }
 
@@ -75,5 +80,6 @@ func (c *conn) unsubscribe(filter string) byte {
 	}
 	c.srv.node.Hub.Unsubscribe(t.sub)
 	c.srv.stats.subscriptions.Add(-1)
+	c.auth.Unsubscribed(t.sub.Filter.Name)
 	return packets.CodeSuccess.Code
 }

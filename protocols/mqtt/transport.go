@@ -28,6 +28,7 @@ type netConn struct {
 	rd      io.Reader       // the WebSocket message being read
 	timeout time.Duration
 	conn    *conn
+	header  *upgradeAuth // MQTT over WebSocket: the upgrade request's credentials
 
 	wmu  sync.Mutex
 	iov  [][]byte // kept for its capacity; guarded by wmu
