@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -421,4 +423,44 @@ func TestMosquittoClients(t *testing.T) {
 	if !strings.Contains(strings.ToLower(string(b)), "not authorized") {
 		t.Fatalf("mosquitto_pub to an unexposed topic said %q", b)
 	}
+}
+
+// With authentication on, MQTT clients authenticate with a token as their
+// password (mosquitto -P, paho), and are held to its permissions.
+func TestMQTTAuthentication(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens.json")
+	tokens := `[{"name":"device","token":"device-secret","subscribe":["/demo/#"],"publish":["/demo/+"]}]`
+	if err := os.WriteFile(file, []byte(tokens), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startKedge(t, "auth.mode=static", "auth.static.file="+file)
+	host, port, _ := strings.Cut(n.MQTT, ":")
+	pub := requireTool(t, "mosquitto_pub")
+	b, err := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv5", "-t", "demo/k1", "-m", "x").CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(b)), "bad user name or password") {
+		t.Fatalf("mosquitto_pub without a token: %v %s", err, b)
+	}
+	if b, err := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-u", "device", "-P", "device-secret",
+		"-t", "demo/k1", "-m", "authenticated").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub with the token: %v %s", err, b)
+	}
+	if rs := consumeAll(t, n.Kafka, "demo", 1); string(rs[0].Value) != "authenticated" {
+		t.Fatalf("record %q", rs[0].Value)
+	}
+
+	c := dialMQTT5(t, n.MQTT, "dev", &paho.Connect{CleanStart: true, PasswordFlag: true, Password: []byte("device-secret")})
+	if ack := c.subscribe("other/+", 1); ack.Reasons[0] != 0x87 {
+		t.Fatalf("SUBACK outside the permissions: %+v", ack)
+	}
+	if resp, err := c.publish("demo/a/b", 1, "x", nil); err == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("publish outside the permissions: %+v %v", resp, err)
+	}
+	c.subscribe("demo/#", 1)
+	if m := c.expect("demo/k1", "authenticated"); !m.retained {
+		t.Fatal("the snapshot is not retained")
+	}
+	if resp, err := c.publish("demo/k2", 1, "allowed", nil); err != nil || resp.ReasonCode != 0 {
+		t.Fatalf("publish: %+v %v", resp, err)
+	}
+	c.expect("demo/k2", "allowed")
 }

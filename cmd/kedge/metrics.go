@@ -75,6 +75,8 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_mqtt_resets_total", "MQTT subscriptions whose history could not be recovered.", mqttStat(func(st mqtt.Stats) int64 { return st.Resets }))
 	counter("kedge_mqtt_wills_total", "MQTT will messages published.", mqttStat(func(st mqtt.Stats) int64 { return st.Wills }))
 	counter("kedge_mqtt_write_errors_total", "Writes to MQTT clients that failed.", mqttStat(func(st mqtt.Stats) int64 { return st.WriteErrors }))
+	counter("kedge_mqtt_denied_total", "MQTT connects, subscriptions and publishes refused by authentication or authorization.", mqttStat(func(st mqtt.Stats) int64 { return st.Denied }))
+	counter("kedge_mqtt_token_expired_total", "MQTT clients disconnected because their credentials expired.", mqttStat(func(st mqtt.Stats) int64 { return st.TokenExpired }))
 
 	src, hub := s.source, s.hub
 	counter("kedge_messages_in_total", "Records consumed from Kafka.", wsStat(func() int64 { return src.Stats().Records }))

@@ -209,7 +209,8 @@ func (s *server) startMQTT(node *core.Node) error {
 		MaxPacketSize: int(m.MaxPacketSize), MaxInflight: m.MaxInflight, MaxKeepalive: m.MaxKeepalive,
 		ConnectTimeout: m.ConnectTimeout, WriteQueueSize: int(m.WriteQueueSize), WriteTimeout: m.WriteTimeout,
 		MaxSubscriptions: m.MaxSubscriptions, MaxSessionExpiry: m.MaxSessionExpiry,
-		SessionQueueSize: int(m.SessionQueueSize), MaxOfflineSessions: m.MaxOfflineSessions, Logger: s.log,
+		SessionQueueSize: int(m.SessionQueueSize), MaxOfflineSessions: m.MaxOfflineSessions,
+		TokenParam: s.cfg.Auth.TokenParam, Logger: s.log,
 	})
 	return err
 }
