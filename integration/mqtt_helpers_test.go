@@ -146,7 +146,7 @@ func dialMQTT5(t testing.TB, addr, id string, cp *paho.Connect) *mqtt5 {
 	defer cancel()
 	m.connack, err = m.c.Connect(ctx, cp)
 	if err != nil {
-		nc.Close()
+		_ = nc.Close()
 		t.Fatalf("MQTT 5 connect: %v", err)
 	}
 	t.Cleanup(func() {

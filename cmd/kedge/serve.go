@@ -110,7 +110,7 @@ func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, lo
 		return fmt.Errorf("http listener: %w", err)
 	}
 	if err := s.mqtt.Start(); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return err
 	}
 	s.announce(ln.Addr().String(), kopts)

@@ -113,7 +113,7 @@ func TestAuthSessionOwner(t *testing.T) {
 	c := dial(t, h.addr, 5)
 	c.mustConnect("dev", false, withExpiry(60), withPassword("", "alice-token"))
 	c.subscribe(1, sub("demo/+", 1), sub("demo/k1", 1))
-	c.nc.Close()
+	_ = c.nc.Close()
 	waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
 	h.kafka.dispatch("/demo/k2", "for demo/+")
 	h.kafka.dispatch("/demo/k1", "for both")

@@ -68,7 +68,7 @@ func benchFanout(b *testing.B, v byte, subs int) {
 		b.Fatalf("subscribers read %d bytes of %d (dropped %d)", got, want, srv.Stats().Dropped)
 	}
 	for _, c := range conns {
-		c.Close()
+		_ = c.Close()
 	}
 }
 

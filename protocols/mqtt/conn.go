@@ -109,7 +109,7 @@ func (c *conn) run() {
 			}
 			s.mu.Unlock()
 			if closing {
-				c.nc.Close()
+				_ = c.nc.Close()
 			}
 			return
 		}
@@ -122,7 +122,7 @@ func (c *conn) run() {
 			c.dead, c.writing = true, false
 			c.ctrl, c.ctrlBytes = nil, 0
 			s.mu.Unlock()
-			c.nc.Close()
+			_ = c.nc.Close()
 			c.srv.stats.writeErrors.Add(1)
 			return
 		}
@@ -222,7 +222,7 @@ func (c *conn) abort(code packets.Code) { c.abortWith(c.sess, code) }
 // CONNECT is handled) it closes the connection.
 func (c *conn) abortWith(sess *session, code packets.Code) {
 	if sess == nil {
-		c.nc.Close()
+		_ = c.nc.Close()
 		return
 	}
 	sess.mu.Lock()

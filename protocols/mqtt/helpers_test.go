@@ -154,7 +154,7 @@ func dial(t testing.TB, addr string, v byte) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() })
 	return &client{t: t, nc: nc, br: bufio.NewReader(nc), v: v}
 }
 

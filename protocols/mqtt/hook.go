@@ -55,7 +55,7 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	c.cl = cl
 	p := &cl.Properties.Props
 	c.v5 = cl.Properties.ProtocolVersion == 5
-	c.problem = !(p.RequestProblemInfoFlag && p.RequestProblemInfo == 0)
+	c.problem = !p.RequestProblemInfoFlag || p.RequestProblemInfo != 0
 	c.maxOut = int(p.MaximumPacketSize)
 	c.window = srv.cfg.MaxInflight
 	if c.v5 && p.ReceiveMaximum > 0 {

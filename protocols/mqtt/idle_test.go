@@ -54,7 +54,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		stdin.Close() // the child exits, closing its clients
+		_ = stdin.Close() // the child exits, closing its clients
 		_ = child.Wait()
 		waitFor(t, time.Minute, "the clients to go", func() bool { return h.srv.Stats().Connections == 0 })
 	}()

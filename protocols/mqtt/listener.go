@@ -58,7 +58,7 @@ func (l *tcpListener) Serve(listeners.EstablishFn) {
 		}
 		backoff = 0
 		if !l.srv.track() {
-			raw.Close()
+			_ = raw.Close()
 			continue
 		}
 		go l.serve(raw)
@@ -75,7 +75,7 @@ func (l *tcpListener) serve(raw net.Conn) {
 		cancel()
 		if err != nil {
 			l.srv.log.Debug("mqtt TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
-			raw.Close()
+			_ = raw.Close()
 			return
 		}
 		raw = tc
@@ -93,7 +93,7 @@ func (l *tcpListener) stop() {
 	l.stopped = true
 	l.mu.Unlock()
 	if first {
-		l.ln.Close()
+		_ = l.ln.Close()
 	}
 	<-l.done
 }

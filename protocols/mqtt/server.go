@@ -279,7 +279,7 @@ func (s *Server) serveConn(listener string, nc *netConn) {
 	if err != nil {
 		s.log.Debug("mqtt connection ended", "remote", nc.RemoteAddr().String(), "err", err)
 	}
-	nc.Close()
+	_ = nc.Close()
 	s.endEstablish(c)
 	if c.sess != nil && !c.disconnected { // mochi failed after the session was attached (CONNACK)
 		p := c.cl.Properties
@@ -336,7 +336,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		for _, c := range conns {
-			c.nc.Close() // a client that does not read its DISCONNECT
+			_ = c.nc.Close() // a client that does not read its DISCONNECT
 		}
 		<-done
 	}

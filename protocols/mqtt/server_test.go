@@ -308,7 +308,7 @@ func TestPersistentSessionCatchesUp(t *testing.T) {
 			c.subscribe(1, sub("demo/+", 1))
 			h.kafka.dispatch("/demo/k1", "unacked")
 			c.message("demo/k1", "unacked") // no PUBACK
-			c.nc.Close()
+			_ = c.nc.Close()
 			waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
 			for i := range 5 {
 				h.kafka.dispatch("/demo/k1", fmt.Sprint("missed", i))
@@ -324,7 +324,7 @@ func TestPersistentSessionCatchesUp(t *testing.T) {
 				c.puback(c.message("demo/k1", fmt.Sprint("missed", i)).PacketID)
 			}
 			// A clean session drops it.
-			c.nc.Close()
+			_ = c.nc.Close()
 			c = dial(t, h.addr, v)
 			if ack := c.mustConnect("dev", true); ack.SessionPresent {
 				t.Fatal("clean session present")
@@ -342,7 +342,7 @@ func TestOfflineOverflowResetsSession(t *testing.T) {
 	c := dial(t, h.addr, 4)
 	c.mustConnect("dev", false)
 	c.subscribe(1, sub("demo/k1", 1))
-	c.nc.Close()
+	_ = c.nc.Close()
 	waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
 	for i := range 50 {
 		h.kafka.dispatch("/demo/k1", strings.Repeat("x", 100)+fmt.Sprint(i))
@@ -365,7 +365,7 @@ func TestSessionExpiry(t *testing.T) {
 	ack := c.mustConnect("dev", false, withExpiry(1))
 	_ = ack
 	c.subscribe(1, sub("demo/k1", 1))
-	c.nc.Close()
+	_ = c.nc.Close()
 	waitFor(t, 5*time.Second, "the session to expire", func() bool { return h.srv.Stats().SessionsExpired == 1 })
 	if st := h.srv.Stats(); st.Sessions != 0 || st.Subscriptions != 0 {
 		t.Fatalf("after expiry: %+v", st)
@@ -379,7 +379,7 @@ func TestOfflineSessionBound(t *testing.T) {
 		c := dial(t, h.addr, 4)
 		c.mustConnect(fmt.Sprint("dev", i), false)
 		c.subscribe(1, sub("demo/k1", 1))
-		c.nc.Close()
+		_ = c.nc.Close()
 		waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == int64(min(i+1, 2)) })
 	}
 	waitFor(t, 5*time.Second, "the oldest session reset", func() bool { return h.srv.Stats().SessionResets == 1 })
@@ -439,7 +439,7 @@ func TestWill(t *testing.T) {
 	c.closed(5 * time.Second)
 	c = dial(t, h.addr, 4)
 	c.mustConnect("dev2", true, withWill("demo/status", "gone", 0))
-	c.nc.Close()
+	_ = c.nc.Close()
 	waitFor(t, 5*time.Second, "the will in Kafka", func() bool { return len(h.kafka.published()) == 1 })
 	if p := h.kafka.published()[0]; p.Subject.Name != "/demo/status" || string(p.Payload) != "gone" {
 		t.Fatalf("will %+v", p)
@@ -462,7 +462,7 @@ func TestWillDelay(t *testing.T) {
 	h := newHarness(t, Config{})
 	c := dial(t, h.addr, 5)
 	c.mustConnect("dev", false, withExpiry(60), withWill("demo/status", "offline", 60))
-	c.nc.Close()
+	_ = c.nc.Close()
 	waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
 	c = dial(t, h.addr, 5)
 	c.mustConnect("dev", false, withExpiry(60))
@@ -559,7 +559,7 @@ func TestConcurrentTakeover(t *testing.T) {
 	first := dial(t, h.addr, 5)
 	first.mustConnect("dev", false, withExpiry(60))
 	first.subscribe(1, sub("demo/k1", 0))
-	first.nc.Close()
+	_ = first.nc.Close()
 	waitFor(t, 5*time.Second, "the session to go offline", func() bool { return h.srv.Stats().OfflineSessions == 1 })
 
 	const n = 10

@@ -70,7 +70,7 @@ func TestWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ws.Close() })
+	t.Cleanup(func() { _ = ws.Close() })
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "mqtt" {
 		t.Fatalf("subprotocol %q", p)
 	}
@@ -117,7 +117,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close() })
+	t.Cleanup(func() { _ = raw.Close() })
 	c := &client{t: t, nc: raw, br: bufio.NewReader(raw), v: 4}
 	c.mustConnect("tls", true)
 	c.subscribe(1, sub("demo/k1", 0))
