@@ -101,6 +101,7 @@ func (h *Hub) recover(sub *Subscription, since Cursor, snapshot bool) {
 		msgs, reason = h.collect(ctx, sub.Filter, since, front)
 	}
 	if reason == "" {
+		sub.skipAhead(since, front)
 		h.finishRecovery(sub, msgs, false)
 		return
 	}
@@ -249,6 +250,28 @@ func (h *Hub) snapshots(f Filter) []*Message {
 	return out
 }
 
+// skipAhead arms the subscription to drop live messages the client already
+// has: those at or before its cursor on partitions where this node is still
+// behind it (front < since).
+func (s *Subscription) skipAhead(since, front Cursor) {
+	var ahead map[int32]int64
+	for p, off := range since.Offsets {
+		if f, ok := front.Offsets[p]; ok && f < off {
+			if ahead == nil {
+				ahead = make(map[int32]int64)
+			}
+			ahead[p] = off
+		}
+	}
+	if ahead == nil {
+		return
+	}
+	s.mu.Lock()
+	s.skip = &Cursor{Epoch: since.Epoch, Offsets: ahead}
+	s.skipping.Store(true)
+	s.mu.Unlock()
+}
+
 // seqKey identifies the sequence a message belongs to: one subject in one
 // partition, whose offsets only grow.
 type seqKey struct {
@@ -278,6 +301,11 @@ func (h *Hub) finishRecovery(sub *Subscription, msgs []*Message, snapshot bool) 
 		for _, m := range sub.pending {
 			if off, ok := last[seqKey{m.Subject, m.Pos.Partition}]; ok && m.Pos.Offset <= off {
 				continue
+			}
+			if sub.skip != nil && sub.skip.Epoch == m.Pos.Epoch {
+				if upTo, ok := sub.skip.Offsets[m.Pos.Partition]; ok && m.Pos.Offset <= upTo {
+					continue // the client has it: this node was behind its cursor
+				}
 			}
 			sub.Subscriber.Deliver(sub, m, false)
 		}

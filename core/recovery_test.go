@@ -301,3 +301,22 @@ func TestFrontierAndCursorTokens(t *testing.T) {
 		t.Fatalf("Advance: %v", c)
 	}
 }
+
+// A client resuming on a node that is behind its cursor gets nothing it
+// already has: live messages up to the cursor are skipped, later ones come.
+func TestResumeOnNodeBehind(t *testing.T) {
+	h := NewHub(CacheConfig{})
+	h.Begin("t", 1, 0, 0)
+	for i := range int64(3) {
+		feed(h, nil, kmsg("/t/a", i))
+	}
+	r := &recorder{}
+	resume(t, h, r, "/t/+", cur(6), false) // the client has up to 6; this node is at 2
+	h.Wait()
+	for i := int64(3); i < 10; i++ {
+		feed(h, nil, kmsg("/t/a", i))
+	}
+	if got := fmt.Sprint(offsetsOf(r.take(), "/t/a")); got != "[7 8 9]" {
+		t.Fatalf("got %s, want [7 8 9]", got)
+	}
+}

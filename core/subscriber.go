@@ -74,8 +74,9 @@ type Subscription struct {
 	Start    Cursor
 	HasStart bool
 
-	state *subjectState // exact subscriptions: the subject they sit in
-	index int           // position in state.subs, for O(1) removal
+	state   *subjectState   // exact subscriptions: the subject they sit in
+	batcher BatchSubscriber // Subscriber, when it takes batches
+	index   int             // position in state.subs, for O(1) removal
 
 	// Pattern subscriptions, while their snapshots are being sent, remember
 	// the subjects that already got a live message so that no older snapshot
@@ -84,10 +85,14 @@ type Subscription struct {
 	// A resuming subscription holds the live messages that arrive while its
 	// history is being delivered, and delivers them after it.
 	recovering atomic.Bool
-	mu         sync.Mutex
-	seenLive   map[string]struct{}
-	pending    []*Message
-	overflow   bool
+	// skipping: the node was behind the resume cursor; skip holds, per
+	// partition, the offset up to which live messages are the client's already.
+	skipping atomic.Bool
+	skip     *Cursor
+	mu       sync.Mutex
+	seenLive map[string]struct{}
+	pending  []*Message
+	overflow bool
 	// pendingLimit bounds pending; past it the client is disconnected as a
 	// slow consumer when the recovery ends (and can resume again).
 	pendingLimit int
@@ -101,8 +106,35 @@ func (s *Subscription) live(m *Message) {
 	if s.recovering.Load() && s.hold(m) {
 		return
 	}
+	if s.skipping.Load() && s.behind(m) {
+		return
+	}
 	s.noteLive(m.Subject)
 	s.Subscriber.Deliver(s, m, false)
+}
+
+// behind reports whether m is at or before the cursor the subscription
+// resumed from: a node that lags behind the one the client came from
+// dispatches messages the client already has.
+func (s *Subscription) behind(m *Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.skip == nil || s.skip.Epoch != m.Pos.Epoch {
+		return false
+	}
+	upTo, ok := s.skip.Offsets[m.Pos.Partition]
+	if !ok {
+		return false
+	}
+	if m.Pos.Offset <= upTo {
+		return true
+	}
+	delete(s.skip.Offsets, m.Pos.Partition) // caught up on this partition
+	if len(s.skip.Offsets) == 0 {
+		s.skip = nil
+		s.skipping.Store(false)
+	}
+	return false
 }
 
 // hold keeps m for after the recovery; false when the recovery ended meanwhile.

@@ -65,7 +65,9 @@ func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
 		return
 	}
 	c.srv.stats.slow.Add(1)
-	c.out.discard()
+	// What is queued still goes out, then the close: a client resuming
+	// from the last message it got makes progress on every reconnection,
+	// even when what it missed is more than one queue holds.
 	c.Close(core.DisconnectSlow)
 }
 
@@ -179,7 +181,6 @@ func (c *conn) stopPing() {
 func (c *conn) send(f []byte) {
 	if !c.out.push(f, true) {
 		c.srv.stats.slow.Add(1)
-		c.out.discard()
 		c.Close(core.DisconnectSlow)
 	}
 }

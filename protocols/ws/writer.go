@@ -36,7 +36,9 @@ func (w *writer) push(f []byte, bounded bool) bool {
 	if w.closed {
 		return true
 	}
-	if bounded && w.bytes+len(f) > w.limit {
+	// One frame larger than the whole limit still goes into an empty queue,
+	// or it could never be delivered.
+	if bounded && w.bytes+len(f) > w.limit && w.bytes > 0 {
 		return false
 	}
 	w.bytes += len(f)
@@ -98,17 +100,6 @@ func (w *writer) finish(last []byte) {
 		w.bytes += len(last)
 	}
 	w.start()
-}
-
-// discard drops what is queued, for a slow consumer whose backlog is moot.
-func (w *writer) discard() {
-	w.mu.Lock()
-	for i := range w.queue {
-		w.bytes -= len(w.queue[i])
-		w.queue[i] = nil
-	}
-	w.queue = w.queue[:0]
-	w.mu.Unlock()
 }
 
 func (w *writer) run() {

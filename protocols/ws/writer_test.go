@@ -235,22 +235,16 @@ func TestWriterWriteTimeout(t *testing.T) {
 	}
 }
 
-func TestWriterDiscard(t *testing.T) {
-	p := newPipeWriter(t, 1<<20, waitFor)
-	a := testFrame(0, 20)
-	p.w.push(a, true)
-	eventually(t, waitFor, "the first write", func() bool { return p.nc.batches.Load() == 1 })
-	p.w.push(testFrame(1, 20), true)
-	p.w.push(testFrame(2, 20), true)
-	p.w.discard()
-	if q := p.w.queued(); q != len(a) {
-		t.Fatalf("queued() = %d after discard; want %d (the frame being written)", q, len(a))
+// One frame larger than the limit goes into an empty queue (or it could
+// never be delivered), but not behind another frame.
+func TestWriterOversizedFrameIntoEmptyQueue(t *testing.T) {
+	p := newPipeWriter(t, 100, waitFor)
+	big := testFrame(0, 500)
+	if !p.w.push(big, true) {
+		t.Fatal("an oversized frame was refused by an empty queue")
 	}
-	b := testFrame(3, 20)
-	p.w.push(b, true)
-	want := append(append([]byte{}, a...), b...)
-	if got := p.read(t, len(want)); !bytes.Equal(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
+	if p.w.push(testFrame(1, 10), true) {
+		t.Fatal("a frame was queued behind an oversized one past the limit")
 	}
 }
 
