@@ -46,6 +46,9 @@ type subjectState struct {
 	key    string
 	hasKey bool
 	subs   []*Subscription
+	// batchIdx is, while a DispatchBatch chunk holds the shard, 1 + the
+	// index of the subject's messages in the chunk (0: none yet).
+	batchIdx int32
 
 	oldest, newest *entry
 	count          int

@@ -56,8 +56,10 @@ func NewHub(cfg CacheConfig) *Hub {
 	return h
 }
 
-func (h *Hub) shardOf(subject string) *shard {
-	return &h.shards[maphash.String(h.seed, subject)%numShards]
+func (h *Hub) shardOf(subject string) *shard { return &h.shards[h.shardIndex(subject)] }
+
+func (h *Hub) shardIndex(subject string) int {
+	return int(maphash.String(h.seed, subject) % numShards)
 }
 
 func (sh *shard) get(name, topic, key string, hasKey bool) *subjectState {
@@ -132,6 +134,7 @@ func (h *Hub) Dispatch(msg *Message) {
 // and no live message of a subject is ever followed by an older snapshot.
 func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscription {
 	sub := &Subscription{Filter: f, Subscriber: s, Mode: opts.Mode, Tag: opts.Tag}
+	sub.batcher, _ = s.(BatchSubscriber)
 	h.subscriptions.Add(1)
 	if opts.Since != nil {
 		h.resume(sub, *opts.Since, opts.Snapshot)

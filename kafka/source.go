@@ -268,6 +268,7 @@ func (s *Source) metadata(ctx context.Context) (map[string]topicDetail, int, err
 
 // poll dispatches one client's fetches, each partition in order.
 func (s *Source) poll(ctx context.Context, cl *kgo.Client) {
+	var scratch []*core.Message
 	for {
 		fs := cl.PollFetches(ctx)
 		if fs.IsClientClosed() || ctx.Err() != nil {
@@ -283,24 +284,43 @@ func (s *Source) poll(ctx context.Context, cl *kgo.Client) {
 		fs.EachTopic(func(ft kgo.FetchTopic) {
 			epoch, _ := s.Epoch(ft.Topic)
 			for _, fp := range ft.Partitions {
-				s.dispatch(ft.Topic, epoch, fp)
+				s.dispatch(ft.Topic, epoch, fp, &scratch)
 			}
 		})
 	}
 }
 
-func (s *Source) dispatch(topic string, epoch uint32, fp kgo.FetchPartition) {
+// BatchDispatcher is a Dispatcher that takes a partition's records of a
+// fetch at once, in order (core.Hub.DispatchBatch): the Source then hands
+// over each fetch's records of a partition with one call.
+type BatchDispatcher interface {
+	Dispatcher
+	DispatchBatch(ms []*core.Message)
+}
+
+func (s *Source) dispatch(topic string, epoch uint32, fp kgo.FetchPartition, scratch *[]*core.Message) {
 	if len(fp.Records) == 0 {
 		return
 	}
+	batch, _ := s.out.(BatchDispatcher)
+	ms := (*scratch)[:0]
 	for _, r := range fp.Records {
 		m, ok := toMessage(r, epoch)
 		if !ok {
 			s.unaddressable.Add(1)
 			continue
 		}
-		s.out.Dispatch(m)
+		if batch == nil {
+			s.out.Dispatch(m)
+			continue
+		}
+		ms = append(ms, m)
 	}
+	if batch != nil && len(ms) > 0 {
+		batch.DispatchBatch(ms)
+	}
+	clear(ms) // the messages live on in the Hub's cache, not here
+	*scratch = ms[:0]
 	s.records.Add(int64(len(fp.Records)))
 	last := fp.Records[len(fp.Records)-1].Offset
 	tp := topicPartition{topic, fp.Partition}

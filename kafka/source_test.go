@@ -26,6 +26,24 @@ func (c *collector) Dispatch(m *core.Message) {
 	c.mu.Unlock()
 }
 
+// batchCollector records batches too, as core.Hub takes them.
+type batchCollector struct {
+	collector
+	batches int
+}
+
+func (c *batchCollector) DispatchBatch(ms []*core.Message) {
+	c.mu.Lock()
+	c.batches++
+	for _, m := range ms {
+		if m.Pos.Partition != ms[0].Pos.Partition || m.Topic != ms[0].Topic {
+			panic("a batch mixes partitions")
+		}
+	}
+	c.msgs = append(c.msgs, ms...)
+	c.mu.Unlock()
+}
+
 func (c *collector) snapshot() []*core.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -73,9 +91,24 @@ func startSource(t *testing.T, addr string, consumers int, out Dispatcher, recov
 }
 
 func TestPublishReachesSourceInOrder(t *testing.T) {
+	t.Run("one by one", func(t *testing.T) {
+		var got collector
+		testPublishReachesSourceInOrder(t, &got, got.snapshot)
+	})
+	t.Run("batches", func(t *testing.T) {
+		var got batchCollector
+		testPublishReachesSourceInOrder(t, &got, got.snapshot)
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		if got.batches == 0 {
+			t.Fatal("a BatchDispatcher got no batch")
+		}
+	})
+}
+
+func testPublishReachesSourceInOrder(t *testing.T, out Dispatcher, dispatched func() []*core.Message) {
 	e := startBroker(t, 3)
-	var got collector
-	src := startSource(t, e.Addr(), 2, &got, time.Minute)
+	src := startSource(t, e.Addr(), 2, out, time.Minute)
 	opts, _ := ParseProperties(map[string]string{"bootstrap.servers": e.Addr()})
 	prod, err := NewProducer(opts, 2, src)
 	if err != nil {
@@ -94,9 +127,9 @@ func TestPublishReachesSourceInOrder(t *testing.T) {
 			t.Fatalf("publish %d: ack without epoch: %+v", i, pos)
 		}
 	}
-	waitFor(t, 10*time.Second, "all records dispatched", func() bool { return len(got.snapshot()) == n })
+	waitFor(t, 10*time.Second, "all records dispatched", func() bool { return len(dispatched()) == n })
 	last := map[string]int{}
-	for _, m := range got.snapshot() {
+	for _, m := range dispatched() {
 		if prev, ok := last[m.Subject]; ok && int(m.Payload[0]) <= prev {
 			t.Fatalf("%s out of order: %d after %d", m.Subject, m.Payload[0], prev)
 		}
