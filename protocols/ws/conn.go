@@ -26,6 +26,8 @@ type conn struct {
 	remote string
 
 	session      atomic.Pointer[core.Session] // nil until authenticated
+	originMu     sync.Mutex
+	originSent   map[*core.Subscription]bool
 	authDeadline *time.Timer
 	expiryMu     sync.Mutex
 	expiry       *time.Timer
@@ -54,6 +56,9 @@ func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
 	if snapshot {
 		f = snapshotFrame(m)
 	} else {
+		if !sub.HasStart {
+			c.sendOrigin(sub, m)
+		}
 		f = m.Encoded(slot, encoder)
 	}
 	if c.out.push(f, true) {
@@ -69,6 +74,27 @@ func (c *conn) Deliver(sub *core.Subscription, m *core.Message, snapshot bool) {
 	// from the last message it got makes progress on every reconnection,
 	// even when what it missed is more than one queue holds.
 	c.Close(core.DisconnectSlow)
+}
+
+// sendOrigin gives a subscription made before its topic existed (so its ack
+// had no cursor) its start cursor, once, before its first message: the
+// offsets before the first this node dispatched, which the subscription has
+// been handed everything since.
+func (c *conn) sendOrigin(sub *core.Subscription, m *core.Message) {
+	c.originMu.Lock()
+	defer c.originMu.Unlock()
+	if c.originSent[sub] {
+		return
+	}
+	o, ok := c.srv.node.Origin(m.Topic)
+	if !ok || o.Epoch != m.Pos.Epoch {
+		return
+	}
+	if c.originSent == nil {
+		c.originSent = make(map[*core.Subscription]bool)
+	}
+	c.originSent[sub] = true
+	c.out.push(cursorFrame(sub.Filter.Name, o.String()), false)
 }
 
 // Reset implements core.Subscriber: the subscription's history since the
@@ -371,6 +397,9 @@ func (c *conn) unsubscribe(r *request) *protoError {
 	for _, sub := range gone {
 		c.srv.node.Hub.Unsubscribe(sub)
 		c.session.Load().Unsubscribed(sub.Filter.Name)
+		c.originMu.Lock()
+		delete(c.originSent, sub)
+		c.originMu.Unlock()
 	}
 	c.srv.stats.subscriptions.Add(-int64(len(gone)))
 	return nil

@@ -263,6 +263,18 @@ func resetFrame(subject, reason, cursor string) []byte {
 	})
 }
 
+// cursorFrame gives a subscription the cursor it starts from, when its ack
+// could not (its topic did not exist yet).
+func cursorFrame(subject, cursor string) []byte {
+	return frame(opText, func(b []byte) []byte {
+		b = append(b, `{"op":"cursor","subject":`...)
+		b = appendString(b, subject)
+		b = append(b, `,"cursor":`...)
+		b = appendString(b, cursor)
+		return append(b, '}')
+	})
+}
+
 func errorFrame(id []byte, code, subject, msg string) []byte {
 	return frame(opText, func(b []byte) []byte {
 		b = append(b, `{"op":"error"`...)

@@ -272,6 +272,9 @@ type srvFrame struct {
 	Time       string            `json:"time"`
 	Headers    map[string]string `json:"headers"`
 	HeadersB64 map[string]string `json:"headers_b64"`
+	Cursors    map[string]string `json:"cursors"`
+	Cursor     string            `json:"cursor"`
+	Reason     string            `json:"reason"`
 
 	raw  map[string]any
 	data []byte

@@ -847,3 +847,31 @@ func TestSubscriptionActiveWhenAcked(t *testing.T) {
 		t.Fatalf("a message dispatched after the subscribe ack was not delivered; got %s", f)
 	}
 }
+
+// A subscription made before its topic existed has no cursor in its ack;
+// before its first message it gets a cursor frame: the offsets before the
+// first the node dispatched, so a resume covers every partition.
+func TestCursorFrameForTopicCreatedLater(t *testing.T) {
+	h := newHarness(t, Config{})
+	c := h.dial()
+	id := c.send(map[string]any{"op": "subscribe", "subjects": []string{"/later/+"}, "snapshot": false})
+	if f := c.expect("ack", id); len(f.Cursors) != 0 {
+		t.Fatalf("ack for a topic the node does not know has cursors %v", f.Cursors)
+	}
+	h.hub.Begin("later", 5, 0, 40)
+	h.hub.Begin("later", 5, 1, 7)
+	h.hub.Dispatch(&core.Message{Subject: "/later/a", Topic: "later", Key: "a", HasKey: true,
+		Payload: []byte("x"), Pos: core.Position{Epoch: 5, Partition: 1, Offset: 7}})
+	f := c.next()
+	if f.Op != "cursor" || f.Subject != "/later/+" || f.Cursor != "5-0-39,5-1-6" {
+		t.Fatalf("want the cursor frame 5-0-39,5-1-6 first, got %s", f)
+	}
+	if m := c.expect("message", 0); m.Position != "5-1-7" {
+		t.Fatalf("got %s", m)
+	}
+	h.hub.Dispatch(&core.Message{Subject: "/later/b", Topic: "later", Key: "b", HasKey: true,
+		Payload: []byte("y"), Pos: core.Position{Epoch: 5, Partition: 0, Offset: 40}})
+	if m := c.expect("message", 0); m.Position != "5-0-40" { // no second cursor frame
+		t.Fatalf("got %s", m)
+	}
+}

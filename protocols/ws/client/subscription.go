@@ -270,6 +270,34 @@ func (s *Subscription) take(m Message, pos core.Position, store PositionStore) b
 	return true
 }
 
+// onCursor adopts the start cursor kedge gives a subscription whose ack
+// had none (its topic did not exist yet), keeping any partition the client
+// is already past. It goes through the handler queue, so that it comes
+// before the messages that follow it.
+func (c *Client) onCursor(f *frame) {
+	cur, err := core.ParseCursor(f.Cursor)
+	if err != nil {
+		return
+	}
+	c.event(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		s := c.subs[f.Subject]
+		if s == nil {
+			return
+		}
+		if s.cursor != nil && s.cursor.Epoch == cur.Epoch {
+			for p, off := range s.cursor.Offsets {
+				if off > cur.Offsets[p] {
+					cur.Offsets[p] = off
+				}
+			}
+		}
+		s.cursor = &cur
+		c.opts.Store.Set(s.name, cur.String())
+	})
+}
+
 func (c *Client) onReset(f *frame) {
 	c.mu.Lock()
 	s := c.subs[f.Subject]

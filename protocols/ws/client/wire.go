@@ -85,6 +85,8 @@ func (c *Client) route(f *frame) {
 		c.onMessage(f)
 	case "reset":
 		c.onReset(f)
+	case "cursor":
+		c.onCursor(f)
 	case "ack", "error", "pong":
 		id, err := strconv.ParseInt(string(f.ID), 10, 64)
 		if err != nil {

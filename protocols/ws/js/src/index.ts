@@ -609,6 +609,21 @@ export class KedgeClient {
     if (c) this.storeOp("set", s.subject, tok as string);
   }
 
+  /**
+   * Takes the start cursor the server gives a subscription whose ack had
+   * none (its topic did not exist yet), keeping partitions already passed.
+   */
+  private adopt(s: Sub, tok: unknown) {
+    const c = typeof tok === "string" ? parseCursor(tok) : undefined;
+    if (!c || (s.epoch !== undefined && s.epoch !== c[0])) return;
+    s.epoch = c[0];
+    for (const [p, o] of c[1]) {
+      if ((s.cur.get(p) ?? -2) < o) s.cur.set(p, o);
+      if ((s.floor.get(p) ?? -2) < o) s.floor.set(p, o);
+    }
+    this.storeOp("set", s.subject, cursorToken(s));
+  }
+
   /** The history since the subscription's cursor is lost: start over from tok (or nothing) and say so. */
   private forget(s: Sub, reason: string, tok?: unknown) {
     this.start(s, tok);
@@ -630,6 +645,9 @@ export class KedgeClient {
     else if (f.op === "reset") {
       const s = this.subs.get(f.subject);
       if (s) this.forget(s, String(f.reason), f.cursor);
+    } else if (f.op === "cursor") {
+      const s = this.subs.get(f.subject);
+      if (s) this.adopt(s, f.cursor);
     } else {
       const r = this.pending.get(f.id);
       if (r) {
