@@ -122,6 +122,19 @@ func measureIdle(ctx context.Context, c idleConfig, t *target, protocol string) 
 	}
 	defer stopWorkers(ws)
 	time.Sleep(c.settle)
+	if t.pprof != "" {
+		// A long-idle server has been through several collections (Go's
+		// runtime forces one every two minutes), each of which halves the
+		// stacks of idle goroutines that use little of theirs: a few
+		// collections now stand for that, then the scavenger gets time to
+		// return the freed pages.
+		for range 4 {
+			if _, err := readGoMem(t.pprof); err != nil {
+				return r, err
+			}
+		}
+		time.Sleep(c.settle)
+	}
 	if _, _, dead := group(ws).progress(); dead > 0 {
 		return r, fmt.Errorf("%d connections closed while idle", dead)
 	}

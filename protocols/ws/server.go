@@ -102,7 +102,10 @@ func NewServer(node *core.Node, cfg Config) *Server {
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   1024,
-			WriteBufferSize:  256, // gorilla writes only the handshake and rare control frames
+			// gorilla writes only rare control frames (kedge writes the
+			// rest): from a shared pool, so an idle connection holds no
+			// write buffer.
+			WriteBufferPool: &sync.Pool{},
 			// Origins are not restricted yet: kedge has no authentication, so
 			// a page from any origin can do no more than any other client.
 			CheckOrigin: func(*http.Request) bool { return true },
@@ -110,7 +113,7 @@ func NewServer(node *core.Node, cfg Config) *Server {
 	}
 }
 
-// ServeHTTP upgrades the request and runs the connection until it ends.
+// ServeHTTP upgrades the request and starts the connection's read loop.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess, answered := s.authenticateRequest(w, r)
 	if answered {
@@ -148,7 +151,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(core.DisconnectShutdown)
 		return
 	}
-	c.serve()
+	// The read loop runs in its own goroutine and the handler returns: the
+	// HTTP server then drops what it held for the request (its 4 KiB read
+	// and write buffers, the request, a deep stack), which would otherwise
+	// stay with every idle connection for its whole life.
+	go c.serve()
 }
 
 func (s *Server) track(c *conn) bool {
