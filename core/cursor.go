@@ -20,7 +20,13 @@ import (
 type Cursor struct {
 	Epoch   uint32
 	Offsets map[int32]int64
+	// New marks the cursor of a subscription made before its topic existed:
+	// everything the topic ever holds comes after it. Its token is "new".
+	New bool
 }
+
+// NewTopicCursor is the cursor of a subscription whose topic did not exist.
+var NewTopicCursor = Cursor{New: true}
 
 // CursorOf returns the one-partition cursor of a position.
 func CursorOf(p Position) Cursor {
@@ -29,6 +35,9 @@ func CursorOf(p Position) Cursor {
 
 // String returns the cursor's token, partitions in ascending order.
 func (c Cursor) String() string {
+	if c.New {
+		return "new"
+	}
 	parts := slices.Sorted(maps.Keys(c.Offsets))
 	b := make([]byte, 0, 24*len(parts))
 	for i, p := range parts {
@@ -43,7 +52,7 @@ func (c Cursor) String() string {
 // Advance records that the client now has m (a later message of its topic).
 func (c *Cursor) Advance(p Position) {
 	if c.Offsets == nil || c.Epoch != p.Epoch {
-		c.Epoch, c.Offsets = p.Epoch, make(map[int32]int64)
+		c.Epoch, c.Offsets, c.New = p.Epoch, make(map[int32]int64), false
 	}
 	if off, ok := c.Offsets[p.Partition]; !ok || p.Offset > off {
 		c.Offsets[p.Partition] = p.Offset
@@ -58,6 +67,9 @@ const maxCursorPartitions = 10000
 func ParseCursor(tok string) (Cursor, error) {
 	if tok == "" {
 		return Cursor{}, fmt.Errorf("%w: empty cursor", ErrBadPosition)
+	}
+	if tok == "new" {
+		return NewTopicCursor, nil
 	}
 	n := strings.Count(tok, ",") + 1
 	if n > maxCursorPartitions {

@@ -136,6 +136,19 @@ func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscrip
 	sub := &Subscription{Filter: f, Subscriber: s, Mode: opts.Mode, Tag: opts.Tag}
 	sub.batcher, _ = s.(BatchSubscriber)
 	h.subscriptions.Add(1)
+	if opts.Since != nil && opts.Since.New {
+		// The topic did not exist when the client subscribed: everything in
+		// it now is after that, from each partition's start.
+		if front, ok := h.Frontier(f.Topic); ok {
+			since := Cursor{Epoch: front.Epoch, Offsets: make(map[int32]int64, len(front.Offsets))}
+			for p := range front.Offsets {
+				since.Offsets[p] = -1
+			}
+			opts.Since = &since
+		} else {
+			opts.Since = nil // it still does not exist: a plain subscription
+		}
+	}
 	if opts.Since != nil {
 		h.resume(sub, *opts.Since, opts.Snapshot)
 		return sub

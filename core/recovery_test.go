@@ -320,3 +320,29 @@ func TestResumeOnNodeBehind(t *testing.T) {
 		t.Fatalf("got %s, want [7 8 9]", got)
 	}
 }
+
+// A cursor "new" (the client subscribed before the topic existed) resumes
+// from the start of every partition once the topic exists, and is a plain
+// subscription while it still does not.
+func TestResumeNewTopicCursor(t *testing.T) {
+	h := NewHub(CacheConfig{})
+	r := &recorder{}
+	sub := resume(t, h, r, "/t/+", NewTopicCursor, false)
+	if sub.HasStart {
+		t.Fatal("a subscription to an unknown topic has a start")
+	}
+	h.Unsubscribe(sub)
+	h.Begin("t", 1, 0, 0)
+	for i := range int64(4) {
+		feed(h, nil, kmsg("/t/a", i))
+	}
+	r2 := &recorder{}
+	resume(t, h, r2, "/t/+", NewTopicCursor, false)
+	h.Wait()
+	if got := fmt.Sprint(offsetsOf(r2.take(), "/t/a")); got != "[0 1 2 3]" {
+		t.Fatalf("got %s, want everything: [0 1 2 3]", got)
+	}
+	if c, err := ParseCursor("new"); err != nil || !c.New || c.String() != "new" {
+		t.Fatalf("ParseCursor(new) = %+v, %v", c, err)
+	}
+}

@@ -283,6 +283,22 @@ func (t *tally) record(subject, payload string) {
 	t.delivered++
 }
 
+// missing lists up to n key/seq pairs never delivered.
+func (t *tally) missing(expected, n int) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	perKey := expected / len(t.seen)
+	var out []string
+	for k := range t.seen {
+		for seq := range perKey {
+			if !t.seen[k][seq] && len(out) < n {
+				out = append(out, fmt.Sprintf("k%d/%d", k, seq))
+			}
+		}
+	}
+	return out
+}
+
 func (t *tally) distinct() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -330,6 +346,11 @@ func (r *verifyResult) print(w io.Writer) {
 			expected-delivered, dup, reord, resets, reconn)
 	}
 	tw.Flush()
+	for _, t := range r.tallies {
+		if missing := t.missing(r.expected, 5); len(missing) > 0 {
+			fmt.Fprintf(w, "%s subscriber missing (first %d): %s\n", t.proto, len(missing), strings.Join(missing, " "))
+		}
+	}
 	fmt.Fprintf(w, "publish errors: %d\n", r.publishErrors)
 	if r.ok() {
 		fmt.Fprintln(w, "OK: every subscriber got every message exactly once, in per-key order")

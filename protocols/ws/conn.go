@@ -333,6 +333,8 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 		}
 		if sub := c.subs[f.Name]; sub.HasStart {
 			cursors[f.Name] = sub.Start.String()
+		} else {
+			cursors[f.Name] = core.NewTopicCursor.String()
 		}
 	}
 	c.out.release(subscribeAckFrame(id, cursors))

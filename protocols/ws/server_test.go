@@ -855,8 +855,8 @@ func TestCursorFrameForTopicCreatedLater(t *testing.T) {
 	h := newHarness(t, Config{})
 	c := h.dial()
 	id := c.send(map[string]any{"op": "subscribe", "subjects": []string{"/later/+"}, "snapshot": false})
-	if f := c.expect("ack", id); len(f.Cursors) != 0 {
-		t.Fatalf("ack for a topic the node does not know has cursors %v", f.Cursors)
+	if f := c.expect("ack", id); f.Cursors["/later/+"] != "new" {
+		t.Fatalf("ack for a topic the node does not know: cursors %v, want \"new\"", f.Cursors)
 	}
 	h.hub.Begin("later", 5, 0, 40)
 	h.hub.Begin("later", 5, 1, 7)

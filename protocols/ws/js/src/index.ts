@@ -248,6 +248,7 @@ function fromB64(s: string): Uint8Array {
 /** Parses a cursor token "EPOCH-PARTITION-OFFSET[,…]" (offset -1: none yet). */
 function parseCursor(tok: string): [number, Map<number, number>] | undefined {
   const m = new Map<number, number>();
+  if (tok === "new") return [0, m]; // the topic did not exist yet: everything in it comes after
   let epoch: number | undefined;
   for (const part of tok.split(",")) {
     const r = /^(\d+)-(\d+)-(-1|\d+)$/.exec(part);
@@ -259,6 +260,7 @@ function parseCursor(tok: string): [number, Map<number, number>] | undefined {
 }
 
 function cursorToken(s: Sub): string | undefined {
+  if (s.epoch === 0 && !s.cur.size) return "new";
   if (s.epoch === undefined || !s.cur.size) return;
   return [...s.cur.keys()]
     .sort((a, b) => a - b)
@@ -615,7 +617,7 @@ export class KedgeClient {
    */
   private adopt(s: Sub, tok: unknown) {
     const c = typeof tok === "string" ? parseCursor(tok) : undefined;
-    if (!c || (s.epoch !== undefined && s.epoch !== c[0])) return;
+    if (!c || (s.epoch !== undefined && s.epoch !== 0 && s.epoch !== c[0])) return;
     s.epoch = c[0];
     for (const [p, o] of c[1]) {
       if ((s.cur.get(p) ?? -2) < o) s.cur.set(p, o);
