@@ -39,7 +39,7 @@ func TestMQTTPublishToKafkaAndWebSocket(t *testing.T) {
 	}
 
 	for _, want := range []string{"from 3.1.1", "from 5"} {
-		m := ws.expect("message", 0)
+		m := wsMessage(ws)
 		if m["subject"] != "/demo/k1" || m["payload"] != want {
 			t.Fatalf("WebSocket subscriber got %v, want %q", m, want)
 		}
@@ -143,6 +143,23 @@ func TestMQTTFanoutNoLossPerKeyOrder(t *testing.T) {
 	}
 }
 
+// wsMessage returns a WebSocket client's next message frame, passing over
+// cursor frames (a subscription to a topic that did not exist yet gets
+// one before its first message; see docs/protocol-ws.md).
+func wsMessage(c *wsClient) map[string]any {
+	c.t.Helper()
+	for {
+		m := c.next(10 * time.Second)
+		if m["op"] == "cursor" {
+			continue
+		}
+		if m["op"] != "message" {
+			c.t.Fatalf("want a message, got %v", m)
+		}
+		return m
+	}
+}
+
 // mqttMetricLines returns the kedge_mqtt_ series of a /metrics body.
 func mqttMetricLines(body string) string {
 	var out []string
@@ -164,7 +181,7 @@ func TestMQTTRetainedSnapshot(t *testing.T) {
 	// Wait until kedge has consumed both (a WebSocket subscriber sees them).
 	ws := dialWS(t, n.WS())
 	ws.subscribe("/sensors/s1")
-	if m := ws.expect("message", 0); m["payload"] != "22.0" || m["snapshot"] != true {
+	if m := wsMessage(ws); m["payload"] != "22.0" || m["snapshot"] != true {
 		t.Fatalf("snapshot %v", m)
 	}
 	late := dialMQTT3(t, n.mqttURL(), "late", true)
@@ -307,7 +324,7 @@ func TestMQTTAndWebSocketShareOrder(t *testing.T) {
 		}
 	}
 	for _, w := range want {
-		if m := wsSub.expect("message", 0); m["payload"] != w {
+		if m := wsMessage(wsSub); m["payload"] != w {
 			t.Fatalf("WebSocket subscriber got %v, want %s", m["payload"], w)
 		}
 		mqttSub.expect("chat/room1", w)
