@@ -281,6 +281,9 @@ func (s *Server) serveConn(listener string, nc *netConn) {
 	}
 	_ = nc.Close()
 	s.endEstablish(c)
+	if c.expiry != nil { // a CONNECT refused after authentication
+		c.expiry.Stop()
+	}
 	if c.sess != nil && !c.disconnected { // mochi failed after the session was attached (CONNACK)
 		p := c.cl.Properties
 		expire := p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean
