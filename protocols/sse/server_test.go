@@ -598,8 +598,10 @@ func TestStreamResumeOnLaggingNode(t *testing.T) {
 		t.Fatalf("got %v, want 8 9", got)
 	}
 	r.quiet(100 * time.Millisecond)
-	if d := e.srv.Stats().Duplicates; d != 3 {
-		t.Fatalf("duplicates %d, want 3", d)
+	// The Hub skips them for a resumed subscription, so the stream's own
+	// duplicate guard has nothing left to drop.
+	if d := e.srv.Stats().Duplicates; d != 0 {
+		t.Fatalf("duplicates %d reached the stream, want 0", d)
 	}
 }
 
