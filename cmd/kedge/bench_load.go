@@ -358,7 +358,8 @@ func (l *loadRun) measure(ctx context.Context, t *target) (*fanoutResult, error)
 	profDone := make(chan error, 1)
 	if c.profile != "" && t.pprof != "" {
 		go func() {
-			path := filepath.Join(c.profile, fmt.Sprintf("%s-%s-%d.pprof", t.name, c.protocol, c.subscribers))
+			path := filepath.Join(c.profile, fmt.Sprintf("%s-%s-%dsubs-%dsubjects-%.0fps.pprof", t.name, c.protocol,
+				c.subscribers, c.subjects, c.rate))
 			profDone <- fetchProfile(t.pprof, c.duration, path)
 		}()
 	} else {

@@ -172,22 +172,30 @@ func (tr *targetRun) wsFanout(ctx context.Context) error {
 	return nil
 }
 
+// latency measures kedge's added latency at 100,000 deliveries/s in two
+// shapes: 100 WebSocket subscribers of one subject at 1,000 msg/s (each
+// connection written to once per Kafka batch), and 1,000 subscribers over
+// 10 subjects at 1,000 msg/s (each connection gets 100 msg/s, so every
+// delivery is its own write and its client's own wake-up: on 2 cores the
+// kernel's loopback work for server and clients fills the machine).
 func (tr *targetRun) latency(ctx context.Context) error {
-	c := tr.fanout("ws", "kafka", "none")
-	c.subjects, c.rate, c.direct = 10, 1000, true // 1,000 msg/s × 100 subscribers each
-	if tr.short {
-		c.subjects, c.rate = 10, 100
+	for _, shape := range []struct{ subs, subjects int }{{100, 1}, {1000, 10}} {
+		c := tr.fanout("ws", "kafka", "none")
+		c.subscribers, c.subjects, c.rate, c.direct = shape.subs, shape.subjects, 1000, true
+		if tr.short {
+			c.subscribers, c.rate = shape.subs/10, 100
+		}
+		rs, err := tr.runFanout(ctx, c)
+		if err != nil {
+			return err
+		}
+		r := rs[0]
+		p50 := r.latency.quantile(0.5) - r.direct.quantile(0.5)
+		p99 := r.latency.quantile(0.99) - r.direct.quantile(0.99)
+		what := fmt.Sprintf("added latency, %s deliveries/s to %d subscribers", human(r.rate()), c.subscribers)
+		tr.add(what, "p50 ≤ 1ms", fmt.Sprintf("%v (kedge %v, direct %v)", p50, r.latency.quantile(0.5), r.direct.quantile(0.5)), p50 <= time.Millisecond)
+		tr.add(what, "p99 ≤ 5ms", fmt.Sprintf("%v (kedge %v, direct %v)", p99, r.latency.quantile(0.99), r.direct.quantile(0.99)), p99 <= 5*time.Millisecond)
 	}
-	rs, err := tr.runFanout(ctx, c)
-	if err != nil {
-		return err
-	}
-	r := rs[0]
-	p50 := r.latency.quantile(0.5) - r.direct.quantile(0.5)
-	p99 := r.latency.quantile(0.99) - r.direct.quantile(0.99)
-	what := fmt.Sprintf("added latency at %s deliveries/s", human(r.rate()))
-	tr.add(what, "p50 ≤ 1ms", fmt.Sprintf("%v (kedge %v, direct %v)", p50, r.latency.quantile(0.5), r.direct.quantile(0.5)), p50 <= time.Millisecond)
-	tr.add(what, "p99 ≤ 5ms", fmt.Sprintf("%v (kedge %v, direct %v)", p99, r.latency.quantile(0.99), r.direct.quantile(0.99)), p99 <= 5*time.Millisecond)
 	return nil
 }
 
