@@ -52,6 +52,12 @@ func Code(err error) string {
 		return "shutting_down"
 	case errors.Is(err, ErrBadPosition):
 		return "invalid_position"
+	case errors.Is(err, ErrServerFull):
+		return "server_full"
+	case errors.Is(err, ErrTooManyConnections):
+		return "too_many_connections"
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited"
 	}
 	return "internal"
 }
@@ -166,7 +172,20 @@ type Node struct {
 	// MaxPayload bounds a published payload in bytes; 0 means no bound here
 	// (the adapters' frame limits still apply).
 	MaxPayload int
+	// Limits bounds connections (in total and per client IP, across
+	// protocols) and publish rates, and counts every limit's refusals;
+	// nil bounds nothing.
+	Limits *Limits
 }
+
+// Admit counts a connection of proto from remote against Limits; see
+// Limits.Admit.
+func (n *Node) Admit(proto auth.Protocol, remote string) (release func(), err error) {
+	return n.Limits.Admit(proto, remote)
+}
+
+// Limited counts a refusal by one of the limits; see Limits.Limited.
+func (n *Node) Limited(limit Limit, proto auth.Protocol) { n.Limits.Limited(limit, proto) }
 
 // ParseFilter validates a subscription filter, including its topic's exposure.
 func (n *Node) ParseFilter(filter string) (Filter, error) {
