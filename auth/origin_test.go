@@ -18,7 +18,7 @@ func TestOrigins(t *testing.T) {
 		{[]string{"https://app.example"}, "https://evil.example", "kedge.example", false},
 		{[]string{"https://app.example"}, "http://app.example", "kedge.example", false}, // scheme matters
 		{[]string{"https://app.example"}, "https://app.example:8443", "kedge.example", false},
-		{[]string{"https://app.example"}, "", "kedge.example", true},                          // not a browser page
+		{[]string{"https://app.example"}, "", "kedge.example", true},                               // not a browser page
 		{[]string{"https://app.example"}, "http://kedge.example:8080", "kedge.example:8080", true}, // kedge's own pages
 		{[]string{"https://app.example"}, "null", "kedge.example", false},
 	}
