@@ -19,11 +19,13 @@ import (
 // conn is one WebSocket client: a core.Subscriber whose read loop runs in the
 // HTTP handler's goroutine.
 type conn struct {
-	srv    *Server
-	ws     *websocket.Conn
-	out    *writer
-	log    *slog.Logger
-	remote string
+	srv     *Server
+	ws      *websocket.Conn
+	out     *writer
+	log     *slog.Logger
+	remote  string
+	release func()       // ends the connection's count in core.Limits
+	rate    *core.Bucket // publish rate; nil: unbounded
 
 	session      atomic.Pointer[core.Session] // nil until authenticated
 	originMu     sync.Mutex
@@ -163,6 +165,7 @@ func (c *conn) readFailed(err error) {
 		c.Close(core.DisconnectNoPong)
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.srv.stats.errors.Add(1)
+		c.srv.node.Limited(core.LimitPayload, auth.ProtocolWS)
 		c.Close(core.DisconnectMessageTooBig)
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 	default:
@@ -237,6 +240,7 @@ func (c *conn) cleanup() {
 	c.cancel()
 	c.Close(core.Disconnect{Code: websocket.CloseNormalClosure})
 	c.srv.forget(c)
+	c.release()
 }
 
 // reply queues an ack or error frame for a request.
@@ -318,6 +322,7 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 		}
 	}
 	if len(c.subs)+len(fresh) > c.srv.cfg.MaxSubscriptions {
+		c.srv.node.Limited(core.LimitSubscriptions, auth.ProtocolWS)
 		return errf(codeTooManySubs, "a connection may hold %d subscriptions", c.srv.cfg.MaxSubscriptions)
 	}
 	c.out.hold()
@@ -428,8 +433,12 @@ func (c *conn) publish(r *request, id []byte) *protoError {
 		return perr
 	}
 	if max := c.srv.cfg.MaxPayload; len(payload) > max {
+		c.srv.node.Limited(core.LimitPayload, auth.ProtocolWS)
 		return &protoError{code: codePayloadTooLarge, subject: r.Subject,
 			msg: fmt.Sprintf("payload is %d bytes; the limit is %d", len(payload), max)}
+	}
+	if _, err := c.srv.node.Limits.Take(c.rate, auth.ProtocolWS); err != nil {
+		return coreError(err, r.Subject)
 	}
 	select {
 	case c.inflight <- struct{}{}:

@@ -2,6 +2,9 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 )
 
@@ -36,7 +40,10 @@ type Config struct {
 	// AuthTimeout bounds how long a connection that upgraded without a token
 	// may take to send {"op":"auth"} (default 10s).
 	AuthTimeout time.Duration
-	Logger      *slog.Logger
+	// Origins decides which browser pages may connect (the upgrade's Origin
+	// header); nil allows any.
+	Origins *auth.Origins
+	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -106,26 +113,42 @@ func NewServer(node *core.Node, cfg Config) *Server {
 			// rest): from a shared pool, so an idle connection holds no
 			// write buffer.
 			WriteBufferPool: &sync.Pool{},
-			// Origins are not restricted yet: kedge has no authentication, so
-			// a page from any origin can do no more than any other client.
+			// ServeHTTP has applied Config.Origins before upgrading.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
 }
 
 // ServeHTTP upgrades the request and starts the connection's read loop.
+// Before upgrading it checks the page's origin (403 origin_not_allowed),
+// the connection limits (503 server_full, 429 too_many_connections) and
+// the request's credentials (401).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.Origins.AllowedRequest(r) {
+		s.node.Limited(core.LimitOrigin, auth.ProtocolWS)
+		refuse(w, http.StatusForbidden, "origin_not_allowed",
+			fmt.Sprintf("origin %q is not in http.cors.allowed.origins", r.Header.Get("Origin")))
+		return
+	}
+	release, err := s.node.Admit(auth.ProtocolWS, r.RemoteAddr)
+	if err != nil {
+		refuseLimited(w, err)
+		return
+	}
 	sess, answered := s.authenticateRequest(w, r)
 	if answered {
+		release()
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		return // the upgrader has answered with an HTTP error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		srv: s, ws: ws, ctx: ctx, cancel: cancel, remote: r.RemoteAddr,
+		srv: s, ws: ws, ctx: ctx, cancel: cancel, remote: r.RemoteAddr, release: release,
+		rate:     s.node.Limits.NewBucket(),
 		log:      s.cfg.Logger.With("remote", r.RemoteAddr),
 		subs:     make(map[string]*core.Subscription),
 		inflight: make(chan struct{}, s.cfg.MaxInflight),
@@ -139,6 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.session.Store(sess)
 	c.authDeadline = time.AfterFunc(s.cfg.AuthTimeout, func() {
 		if c.session.Load() == nil {
+			s.node.Limited(core.LimitHandshake, auth.ProtocolWS)
 			c.Close(core.Disconnect{Code: core.DisconnectUnauthorized.Code, Reason: "no credentials in time"})
 		}
 	})
@@ -148,6 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.track(c) {
 		cancel()
+		release()
 		c.Close(core.DisconnectShutdown)
 		return
 	}
@@ -156,6 +181,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and write buffers, the request, a deep stack), which would otherwise
 	// stay with every idle connection for its whole life.
 	go c.serve()
+}
+
+// refuse answers a request that is not upgraded with a JSON error.
+func refuse(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+// refuseLimited answers a connection refused by a limit: 503 server_full
+// (the node is full: another node may take it) or 429 too_many_connections
+// (this client's address holds too many).
+func refuseLimited(w http.ResponseWriter, err error) {
+	status := http.StatusTooManyRequests
+	if errors.Is(err, core.ErrServerFull) {
+		status = http.StatusServiceUnavailable
+	}
+	refuse(w, status, core.Code(err), err.Error())
 }
 
 func (s *Server) track(c *conn) bool {
