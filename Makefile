@@ -6,14 +6,20 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all deps bench-deps build run test js lint bench bench-full fuzz clean
+.PHONY: all deps bench-deps console-client build run test js lint bench bench-full fuzz clean
 
 all: build
 
 deps:
 	./.ci/deps
 
-build:
+# The web console's copy of the TypeScript client (protocols/console/static/
+# kedge-client.js, embedded in the binary). It is committed too, so a plain
+# `go build` works; the js tests fail when the committed copy is stale.
+console-client:
+	cd protocols/ws/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build
+
+build: console-client
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kedge
 
 # Development server: embedded Kafka on 127.0.0.1:9092, data in ./kedge-data.

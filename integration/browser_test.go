@@ -92,6 +92,24 @@ func TestBrowserConsole(t *testing.T) {
 	overWS := "over websocket " + nonce
 	produce(t, producer, &kgo.Record{Topic: "demo", Key: []byte("ws"), Value: []byte(overWS)})
 	b.waitTrue(20*time.Second, "the Kafka record over WebSocket", rowWith("/demo/ws", overWS))
+	// The WebSocket mode is @kedge/client's (the bundle built from protocols/ws/js).
+	if v := b.evalString(`typeof kedge === "object" && typeof kedge.connect === "function" ? "client" : "none"`); v != "client" {
+		t.Fatalf("the console has no @kedge/client: %s", v)
+	}
+	// page → Kafka over WebSocket: acknowledged only after Kafka's ack.
+	wsPub := "published over websocket " + nonce
+	b.eval(`document.getElementById("pub-result").dataset.status = ""; true`)
+	b.eval(fmt.Sprintf(`document.getElementById("pub-subject").value = "/demo/wspage";
+		document.getElementById("pub-payload").value = %s;
+		document.getElementById("publish").click(); true`, jsString(wsPub)))
+	b.waitTrue(20*time.Second, "the WebSocket publish ack", `document.getElementById("pub-result").dataset.status === "ok"`)
+	if via := b.evalString(`document.getElementById("pub-via").textContent`); !strings.Contains(via, "WebSocket") {
+		t.Fatalf("publish went %q, want via the WebSocket", via)
+	}
+	b.waitTrue(20*time.Second, "the WebSocket publish back on the page", rowWith("/demo/wspage", wsPub))
+	if findRecord(consumeAll(t, n.Kafka, "demo", 5), "demo", wsPub) == nil {
+		t.Fatal("the message published over WebSocket from the page is not in Kafka")
+	}
 	b.screenshot(filepath.Join(artifactsDir(t), "browser-console.png"))
 	t.Logf("screenshots in %s", artifactsDir(t))
 

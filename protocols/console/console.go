@@ -1,8 +1,11 @@
 // Package console is kedge's web console, served at "/": a page that
 // connects over Server-Sent Events or WebSocket, subscribes to subjects and
 // patterns, shows messages as they arrive with their position and time, and
-// publishes. It is plain HTML, JavaScript and CSS embedded in the binary:
-// no build step, nothing loaded from elsewhere, so it works offline.
+// publishes. It is plain HTML, JavaScript and CSS embedded in the binary,
+// loading nothing from elsewhere, so it works offline. Its WebSocket mode
+// uses the TypeScript client @kedge/client (static/kedge-client.js, built
+// from protocols/ws/js by `make build` and committed, so `go build` alone
+// works too).
 package console
 
 import (

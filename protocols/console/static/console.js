@@ -125,54 +125,42 @@
     } catch (e) { /* the network is down: nothing more to say */ }
   }
 
+  // WebSocket mode uses @kedge/client (kedge-client.js, built from
+  // protocols/ws/js): it reconnects, resumes each subscription from its last
+  // position, and resolves a publish only on kedge's ack (after Kafka's).
   function connectWS(subs) {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + wsPath;
-    const ws = new WebSocket(url);
-    const pending = new Map(); // request id → callback
-    let nextID = 1;
-    const send = (req, cb) => {
-      req.id = nextID++;
-      if (cb) pending.set(req.id, cb);
-      ws.send(JSON.stringify(req));
-    };
     setStatus("connecting", "connecting over WebSocket…");
-    ws.onopen = () => {
-      send({ op: "subscribe", subjects: subs, mode: $("mode").value, snapshot: $("snapshot").checked }, (f) => {
-        if (f.op === "ack") {
-          setStatus("open", "WebSocket: " + subs.join(", "));
-          log("info", "subscribed " + subs.join(", "));
-        } else {
-          setStatus("error", "subscribe refused: " + f.code);
-          log("error", f.code + ": " + f.message);
-        }
-      });
+    const client = kedge.connect({
+      url,
+      onState: (state, d) => {
+        if (!conn || conn.client !== client) return;
+        if (state === "open") setStatus("open", "WebSocket: " + subs.join(", "));
+        else if (state === "reconnecting") {
+          log("info", "WebSocket closed" + (d.code ? " (" + d.code + (d.reason ? " " + d.reason : "") + ")" : "") + "; reconnecting");
+          setStatus("connecting", "reconnecting over WebSocket…");
+        } else if (state === "closed") setStatus("closed", "WebSocket closed" + (d.code ? " (" + d.code + ")" : ""));
+      },
+      onError: (e) => log("error", e.code + ": " + e.message),
+    });
+    const opts = {
+      mode: $("mode").value, snapshot: $("snapshot").checked,
+      onReset: (reason) => log("reset", "reset: " + reason),
+      onError: (e) => log("error", e.code + ": " + e.message),
     };
-    ws.onmessage = (e) => {
-      const f = parse(e.data);
-      if (!f) return;
-      if (f.op === "message") { showMessage(f); return; }
-      if (f.op === "reset") { log("reset", "reset " + f.subject + ": " + f.reason); return; }
-      const cb = f.id !== undefined && pending.get(f.id);
-      if (cb) { pending.delete(f.id); cb(f); return; }
-      if (f.op === "error") log("error", f.code + ": " + f.message);
-    };
-    ws.onclose = (e) => {
-      log(e.code >= 4000 ? "error" : "info", "WebSocket closed: " + e.code + (e.reason ? " " + e.reason : ""));
-      if (conn && conn.ws === ws) {
-        conn = null;
-        $("connect").disabled = false;
-        $("disconnect").disabled = true;
-        $("pub-via").textContent = "via POST /v1/publish";
-        setStatus("closed", "WebSocket closed (" + e.code + ")");
-      }
-    };
+    for (const subject of subs) {
+      const show = (m) => showMessage(typeof m.payload === "string" ? m
+        : Object.assign({}, m, { payload: "(binary, " + m.payload.length + " bytes)" }));
+      client.subscribe(subject, show, opts).ready.then(
+        () => log("info", "subscribed " + subject),
+        (e) => { setStatus("error", "subscribe refused: " + e.code); log("error", e.code + ": " + e.message); });
+    }
     conn = {
-      kind: "ws", ws,
-      close: () => ws.close(1000),
-      publish: (msg) => new Promise((resolve) => {
-        if (ws.readyState !== WebSocket.OPEN) { resolve(null); return; }
-        send(Object.assign({ op: "publish" }, msg), resolve);
-      }),
+      kind: "ws", client,
+      close: () => client.close(),
+      publish: (msg) => client.publish(msg.subject, msg.payload, { headers: msg.headers }).then(
+        (position) => ({ op: "ack", position }),
+        (e) => ({ op: "error", code: e.code, message: e.message })),
     };
     connected("ws");
   }

@@ -5,6 +5,8 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { consoleBundleFile, consoleBundleOptions } from "./console-bundle.mjs";
 
 const require = createRequire(import.meta.url);
 rmSync("dist", { recursive: true, force: true });
@@ -13,6 +15,8 @@ await build({ ...common, format: "esm", outfile: "dist/index.mjs" });
 await build({ ...common, format: "cjs", outfile: "dist/index.cjs" });
 execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.json"], { stdio: "inherit" });
 copyFileSync("dist/index.d.ts", "dist/index.d.mts");
+// The web console's copy (committed, so a plain `go build` works).
+await build({ ...consoleBundleOptions, outfile: fileURLToPath(consoleBundleFile) });
 const min = await build({ ...common, format: "esm", minify: true, write: false });
 const bytes = min.outputFiles[0].contents;
 console.log(`@kedge/client: ${bytes.length} bytes minified, ${gzipSync(bytes, { level: 9 }).length} bytes minified+gzipped`);

@@ -25,3 +25,19 @@ test("the library imports nothing: no Node modules, no globals but WebSocket and
     assert.doesNotMatch(src, /\b(process|Buffer|global|window|document|self)\./, f);
   }
 });
+
+test("the web console's copy of the client (protocols/console/static/kedge-client.js) is built from this source", async () => {
+  const { build } = await import("esbuild");
+  const { consoleBundleFile, consoleBundleOptions } = await import("../console-bundle.mjs");
+  const fresh = await build({ ...consoleBundleOptions, write: false });
+  // What is committed (make build rewrites the working copy before tests).
+  const { execFileSync } = await import("node:child_process");
+  let committed;
+  try {
+    committed = execFileSync("git", ["show", "HEAD:protocols/console/static/kedge-client.js"], { encoding: "utf8" });
+  } catch {
+    committed = readFileSync(consoleBundleFile, "utf8"); // not a git checkout
+  }
+  assert.equal(committed, fresh.outputFiles[0].text, "run `make js` and commit protocols/console/static/kedge-client.js");
+  assert.match(committed, /var kedge=/);
+});
