@@ -4,6 +4,7 @@
 //	kedge sub [--url URL] SUBJECT...
 //	kedge pub [--url URL] SUBJECT PAYLOAD
 //	kedge bench verify [flags]
+//	kedge bench fanout|idle|publish|targets [flags]
 //	kedge config check FILE
 //	kedge version
 //
@@ -31,6 +32,8 @@ Usage:
   kedge pub [--url URL] SUBJECT PAYLOAD
                                   publish a message and print Kafka's acknowledgement
   kedge bench verify [flags]       prove the delivery guarantee on a local cluster
+  kedge bench fanout|idle|publish|targets [flags]
+                                  load and measure kedge against its peers (docs/benchmarks.md)
   kedge config check FILE          validate a configuration file
   kedge version                    print the version
 
