@@ -10,10 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kedgehq/kedge/configs"
 )
 
 // workerProc is one `kedge bench worker` process seen from the coordinator.
@@ -244,7 +248,7 @@ func startKedge(ctx context.Context, bootstrap string, sets []string) (*target, 
 	}
 	// The node inherits the environment: set the variable for it alone.
 	os.Setenv(pprofEnv, pprofAddr)
-	nodes, err := startBenchNodes(ctx, 1, bootstrap, sets)
+	nodes, err := startBenchNodes(ctx, 1, bootstrap, append(benchLimits(), sets...))
 	os.Unsetenv(pprofEnv)
 	if err != nil {
 		return nil, err
@@ -252,6 +256,21 @@ func startKedge(ctx context.Context, bootstrap string, sets []string) (*target, 
 	n := nodes[0]
 	return &target{name: "kedge", pid: n.cmd.Process.Pid, pprof: pprofAddr, ws: n.HTTP, mqtt: n.MQTT,
 		kafka: bootstrap, stop: func() { stopBenchNodes(nodes) }}, nil
+}
+
+// benchLimits lifts the limits meant for the Internet that a load from one
+// address would hit: every bench client connects from 127.0.0.1, and a
+// publisher publishes as fast as it can. Only keys this build knows are set.
+func benchLimits() []string {
+	var sets []string
+	names := configs.Names()
+	for _, kv := range []string{"limits.max.connections=0", "limits.max.connections.per.ip=0", "limits.publish.rate=0"} {
+		key, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(names, key) {
+			sets = append(sets, kv)
+		}
+	}
+	return sets
 }
 
 // freeAddr returns a loopback address with a port free right now.
