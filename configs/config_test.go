@@ -22,6 +22,8 @@ func defaultConfig() *Config {
 	c.Node.Name = ""
 	c.Log.Level, c.Log.Format = "info", "text"
 	c.HTTP.Listen = ":8080"
+	c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = "", ""
+	c.HTTP.HandshakeTimeout = 10 * time.Second
 	c.HTTP.ShutdownTimeout = 10 * time.Second
 	c.HTTP.CORSAllowedOrigins = []string{}
 	c.HTTP.PublishMaxPayload = 64 << 10
@@ -33,11 +35,16 @@ func defaultConfig() *Config {
 	c.WS.PongTimeout = 10 * time.Second
 	c.WS.MaxSubscriptions = 1000
 	c.WS.MaxInflight = 64
+	c.WS.AuthTimeout = 10 * time.Second
 	c.SSE.HeartbeatInterval = 15 * time.Second
 	c.SSE.Retry = 2 * time.Second
 	c.SSE.WriteQueueSize = 1 << 20
 	c.SSE.WriteTimeout = 10 * time.Second
 	c.SSE.MaxSubscriptions = 100
+	c.Limits.MaxConnections = 100000
+	c.Limits.MaxConnectionsPerIP = 1000
+	c.Limits.PublishRate = 1000
+	c.Limits.PublishBurst = 0
 	c.Recovery.MaxMessages = 10000
 	c.Recovery.MaxAge = 24 * time.Hour
 	c.Recovery.Timeout = 30 * time.Second
@@ -55,7 +62,7 @@ func defaultConfig() *Config {
 	c.Auth.Webhook.CacheTTL = 30 * time.Second
 	c.Auth.Webhook.ForwardHeaders = []string{"Authorization", "Cookie"}
 	c.Audit.Log = "info"
-	c.Audit.Events = []string{}
+	c.Audit.Events = []string{"connect", "disconnect", "subscribe", "unsubscribe", "deny"}
 	c.Audit.KafkaQueueSize = 10000
 	c.Audit.KafkaBatchSize = 500
 	c.Audit.KafkaTimeout = 10 * time.Second
@@ -92,84 +99,92 @@ func defaultConfig() *Config {
 // fields returns every schema key's value in c, by key name.
 func fields(c *Config) map[string]any {
 	return map[string]any{
-		"node.name":                    c.Node.Name,
-		"log.level":                    c.Log.Level,
-		"log.format":                   c.Log.Format,
-		"http.listen":                  c.HTTP.Listen,
-		"http.shutdown.timeout":        c.HTTP.ShutdownTimeout,
-		"http.cors.allowed.origins":    c.HTTP.CORSAllowedOrigins,
-		"http.publish.max.payload":     c.HTTP.PublishMaxPayload,
-		"ws.path":                      c.WS.Path,
-		"ws.max.message.size":          c.WS.MaxMessageSize,
-		"ws.write.queue.size":          c.WS.WriteQueueSize,
-		"ws.write.timeout":             c.WS.WriteTimeout,
-		"ws.ping.interval":             c.WS.PingInterval,
-		"ws.pong.timeout":              c.WS.PongTimeout,
-		"ws.max.subscriptions":         c.WS.MaxSubscriptions,
-		"ws.max.inflight":              c.WS.MaxInflight,
-		"sse.heartbeat.interval":       c.SSE.HeartbeatInterval,
-		"sse.retry":                    c.SSE.Retry,
-		"sse.write.queue.size":         c.SSE.WriteQueueSize,
-		"sse.write.timeout":            c.SSE.WriteTimeout,
-		"sse.max.subscriptions":        c.SSE.MaxSubscriptions,
-		"recovery.max.messages":        c.Recovery.MaxMessages,
-		"recovery.max.age":             c.Recovery.MaxAge,
-		"recovery.timeout":             c.Recovery.Timeout,
-		"recovery.max.pending":         c.Recovery.MaxPending,
-		"recovery.concurrent.reads":    c.Recovery.ConcurrentReads,
-		"auth.mode":                    c.Auth.Mode,
-		"auth.authorize":               c.Auth.Authorize,
-		"auth.anonymous":               c.Auth.Anonymous,
-		"auth.token.param":             c.Auth.TokenParam,
-		"auth.static.file":             c.Auth.StaticFile,
-		"auth.jwt.secret":              c.Auth.JWT.Secret,
-		"auth.jwt.public.key.files":    c.Auth.JWT.PublicKeyFiles,
-		"auth.jwt.jwks.file":           c.Auth.JWT.JWKSFile,
-		"auth.jwt.jwks.check.interval": c.Auth.JWT.JWKSCheckInterval,
-		"auth.jwt.issuer":              c.Auth.JWT.Issuer,
-		"auth.jwt.audience":            c.Auth.JWT.Audience,
-		"auth.jwt.leeway":              c.Auth.JWT.Leeway,
-		"auth.jwt.allow.no.expiry":     c.Auth.JWT.AllowNoExpiry,
-		"auth.jwt.claim":               c.Auth.JWT.Claim,
-		"auth.webhook.url":             c.Auth.Webhook.URL,
-		"auth.webhook.timeout":         c.Auth.Webhook.Timeout,
-		"auth.webhook.cache.size":      c.Auth.Webhook.CacheSize,
-		"auth.webhook.cache.ttl":       c.Auth.Webhook.CacheTTL,
-		"auth.webhook.secret":          c.Auth.Webhook.Secret,
-		"auth.webhook.forward.headers": c.Auth.Webhook.ForwardHeaders,
-		"audit.log":                    c.Audit.Log,
-		"audit.events":                 c.Audit.Events,
-		"audit.kafka.topic":            c.Audit.KafkaTopic,
-		"audit.kafka.queue.size":       c.Audit.KafkaQueueSize,
-		"audit.kafka.batch.size":       c.Audit.KafkaBatchSize,
-		"audit.kafka.timeout":          c.Audit.KafkaTimeout,
-		"cache.size":                   c.Cache.Size,
-		"cache.expire.time":            c.Cache.ExpireTime,
-		"cache.max.memory":             c.Cache.MaxMemory,
-		"kafka.topics":                 c.Kafka.Topics,
-		"kafka.topics.regex":           c.Kafka.TopicsRegex,
-		"kafka.consumers":              c.Kafka.Consumers,
-		"kafka.producers":              c.Kafka.Producers,
-		"kafka.recover.on.start":       c.Kafka.RecoverOnStart,
-		"embedded.listen":              c.Embedded.Listen,
-		"embedded.data.dir":            c.Embedded.DataDir,
-		"embedded.partitions":          c.Embedded.Partitions,
-		"embedded.retention.time":      c.Embedded.RetentionTime,
-		"embedded.retention.bytes":     c.Embedded.RetentionBytes,
-		"mqtt.listen":                  c.MQTT.Listen,
-		"mqtt.ws.path":                 c.MQTT.WSPath,
-		"mqtt.tls.cert.file":           c.MQTT.TLSCertFile,
-		"mqtt.tls.key.file":            c.MQTT.TLSKeyFile,
-		"mqtt.max.packet.size":         c.MQTT.MaxPacketSize,
-		"mqtt.max.inflight":            c.MQTT.MaxInflight,
-		"mqtt.max.keepalive":           c.MQTT.MaxKeepalive,
-		"mqtt.connect.timeout":         c.MQTT.ConnectTimeout,
-		"mqtt.write.queue.size":        c.MQTT.WriteQueueSize,
-		"mqtt.write.timeout":           c.MQTT.WriteTimeout,
-		"mqtt.max.subscriptions":       c.MQTT.MaxSubscriptions,
-		"mqtt.max.session.expiry":      c.MQTT.MaxSessionExpiry,
-		"mqtt.session.queue.size":      c.MQTT.SessionQueueSize,
-		"mqtt.max.offline.sessions":    c.MQTT.MaxOfflineSessions,
+		"node.name":                     c.Node.Name,
+		"log.level":                     c.Log.Level,
+		"log.format":                    c.Log.Format,
+		"http.listen":                   c.HTTP.Listen,
+		"http.tls.cert.file":            c.HTTP.TLSCertFile,
+		"http.tls.key.file":             c.HTTP.TLSKeyFile,
+		"http.handshake.timeout":        c.HTTP.HandshakeTimeout,
+		"http.shutdown.timeout":         c.HTTP.ShutdownTimeout,
+		"http.cors.allowed.origins":     c.HTTP.CORSAllowedOrigins,
+		"http.publish.max.payload":      c.HTTP.PublishMaxPayload,
+		"ws.path":                       c.WS.Path,
+		"ws.max.message.size":           c.WS.MaxMessageSize,
+		"ws.write.queue.size":           c.WS.WriteQueueSize,
+		"ws.write.timeout":              c.WS.WriteTimeout,
+		"ws.ping.interval":              c.WS.PingInterval,
+		"ws.pong.timeout":               c.WS.PongTimeout,
+		"ws.max.subscriptions":          c.WS.MaxSubscriptions,
+		"ws.max.inflight":               c.WS.MaxInflight,
+		"ws.auth.timeout":               c.WS.AuthTimeout,
+		"sse.heartbeat.interval":        c.SSE.HeartbeatInterval,
+		"sse.retry":                     c.SSE.Retry,
+		"sse.write.queue.size":          c.SSE.WriteQueueSize,
+		"sse.write.timeout":             c.SSE.WriteTimeout,
+		"sse.max.subscriptions":         c.SSE.MaxSubscriptions,
+		"limits.max.connections":        c.Limits.MaxConnections,
+		"limits.max.connections.per.ip": c.Limits.MaxConnectionsPerIP,
+		"limits.publish.rate":           c.Limits.PublishRate,
+		"limits.publish.burst":          c.Limits.PublishBurst,
+		"recovery.max.messages":         c.Recovery.MaxMessages,
+		"recovery.max.age":              c.Recovery.MaxAge,
+		"recovery.timeout":              c.Recovery.Timeout,
+		"recovery.max.pending":          c.Recovery.MaxPending,
+		"recovery.concurrent.reads":     c.Recovery.ConcurrentReads,
+		"auth.mode":                     c.Auth.Mode,
+		"auth.authorize":                c.Auth.Authorize,
+		"auth.anonymous":                c.Auth.Anonymous,
+		"auth.token.param":              c.Auth.TokenParam,
+		"auth.static.file":              c.Auth.StaticFile,
+		"auth.jwt.secret":               c.Auth.JWT.Secret,
+		"auth.jwt.public.key.files":     c.Auth.JWT.PublicKeyFiles,
+		"auth.jwt.jwks.file":            c.Auth.JWT.JWKSFile,
+		"auth.jwt.jwks.check.interval":  c.Auth.JWT.JWKSCheckInterval,
+		"auth.jwt.issuer":               c.Auth.JWT.Issuer,
+		"auth.jwt.audience":             c.Auth.JWT.Audience,
+		"auth.jwt.leeway":               c.Auth.JWT.Leeway,
+		"auth.jwt.allow.no.expiry":      c.Auth.JWT.AllowNoExpiry,
+		"auth.jwt.claim":                c.Auth.JWT.Claim,
+		"auth.webhook.url":              c.Auth.Webhook.URL,
+		"auth.webhook.timeout":          c.Auth.Webhook.Timeout,
+		"auth.webhook.cache.size":       c.Auth.Webhook.CacheSize,
+		"auth.webhook.cache.ttl":        c.Auth.Webhook.CacheTTL,
+		"auth.webhook.secret":           c.Auth.Webhook.Secret,
+		"auth.webhook.forward.headers":  c.Auth.Webhook.ForwardHeaders,
+		"audit.log":                     c.Audit.Log,
+		"audit.events":                  c.Audit.Events,
+		"audit.kafka.topic":             c.Audit.KafkaTopic,
+		"audit.kafka.queue.size":        c.Audit.KafkaQueueSize,
+		"audit.kafka.batch.size":        c.Audit.KafkaBatchSize,
+		"audit.kafka.timeout":           c.Audit.KafkaTimeout,
+		"cache.size":                    c.Cache.Size,
+		"cache.expire.time":             c.Cache.ExpireTime,
+		"cache.max.memory":              c.Cache.MaxMemory,
+		"kafka.topics":                  c.Kafka.Topics,
+		"kafka.topics.regex":            c.Kafka.TopicsRegex,
+		"kafka.consumers":               c.Kafka.Consumers,
+		"kafka.producers":               c.Kafka.Producers,
+		"kafka.recover.on.start":        c.Kafka.RecoverOnStart,
+		"embedded.listen":               c.Embedded.Listen,
+		"embedded.data.dir":             c.Embedded.DataDir,
+		"embedded.partitions":           c.Embedded.Partitions,
+		"embedded.retention.time":       c.Embedded.RetentionTime,
+		"embedded.retention.bytes":      c.Embedded.RetentionBytes,
+		"mqtt.listen":                   c.MQTT.Listen,
+		"mqtt.ws.path":                  c.MQTT.WSPath,
+		"mqtt.tls.cert.file":            c.MQTT.TLSCertFile,
+		"mqtt.tls.key.file":             c.MQTT.TLSKeyFile,
+		"mqtt.max.packet.size":          c.MQTT.MaxPacketSize,
+		"mqtt.max.inflight":             c.MQTT.MaxInflight,
+		"mqtt.max.keepalive":            c.MQTT.MaxKeepalive,
+		"mqtt.connect.timeout":          c.MQTT.ConnectTimeout,
+		"mqtt.write.queue.size":         c.MQTT.WriteQueueSize,
+		"mqtt.write.timeout":            c.MQTT.WriteTimeout,
+		"mqtt.max.subscriptions":        c.MQTT.MaxSubscriptions,
+		"mqtt.max.session.expiry":       c.MQTT.MaxSessionExpiry,
+		"mqtt.session.queue.size":       c.MQTT.SessionQueueSize,
+		"mqtt.max.offline.sessions":     c.MQTT.MaxOfflineSessions,
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	Log  struct{ Level, Format string }
 	HTTP struct {
 		Listen             string
+		TLSCertFile        string
+		TLSKeyFile         string
+		HandshakeTimeout   time.Duration
 		ShutdownTimeout    time.Duration
 		CORSAllowedOrigins []string
 		PublishMaxPayload  int64
@@ -52,6 +55,7 @@ type Config struct {
 		PongTimeout      time.Duration
 		MaxSubscriptions int
 		MaxInflight      int
+		AuthTimeout      time.Duration
 	}
 	SSE struct {
 		HeartbeatInterval time.Duration
@@ -59,6 +63,12 @@ type Config struct {
 		WriteQueueSize    int64
 		WriteTimeout      time.Duration
 		MaxSubscriptions  int
+	}
+	Limits struct {
+		MaxConnections      int
+		MaxConnectionsPerIP int
+		PublishRate         int
+		PublishBurst        int
 	}
 	Cache struct {
 		Size       int
@@ -156,11 +166,20 @@ var Keys = []Key{
 	{Name: "http.listen", Kind: String, Default: ":8080",
 		Doc: "Address of the HTTP listener: WebSocket, health, readiness and metrics endpoints.",
 		set: func(c *Config, v any) { c.HTTP.Listen = v.(string) }},
+	{Name: "http.tls.cert.file", Kind: String, Default: "",
+		Doc: "PEM certificate (chain) of the HTTP listener; with tls.key.file it serves HTTPS and WSS only. Re-read when it changes, without a restart.",
+		set: func(c *Config, v any) { c.HTTP.TLSCertFile = v.(string) }},
+	{Name: "http.tls.key.file", Kind: String, Default: "",
+		Doc: "PEM private key of tls.cert.file.",
+		set: func(c *Config, v any) { c.HTTP.TLSKeyFile = v.(string) }},
+	{Name: "http.handshake.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long a client of the HTTP listener may take to send a request's headers (TLS handshake included), and a publish its body; a slower one is disconnected.",
+		set: func(c *Config, v any) { c.HTTP.HandshakeTimeout = v.(time.Duration) }},
 	{Name: "http.shutdown.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
 		Doc: "On SIGINT/SIGTERM, how long to wait for publishes in flight and the producer to flush.",
 		set: func(c *Config, v any) { c.HTTP.ShutdownTimeout = v.(time.Duration) }},
 	{Name: "http.cors.allowed.origins", Kind: List, Default: []string{},
-		Doc: "Origins whose pages may use /v1/sse, /v1/publish and /v1/snapshot (CORS), like https://app.example; empty allows any origin (a development default). A page is always allowed on kedge's own origin.",
+		Doc: "Origins whose pages may use WebSocket, MQTT over WebSocket, /v1/sse, /v1/publish and /v1/snapshot, like https://app.example; empty allows any origin (a development default). A page is always allowed on kedge's own origin; others get 403 origin_not_allowed.",
 		set: func(c *Config, v any) { c.HTTP.CORSAllowedOrigins = v.([]string) }},
 	{Name: "http.publish.max.payload", Kind: Bytes, Default: "64KiB", Min: 1,
 		Doc: "Largest payload POST /v1/publish accepts; a larger one gets 413 payload_too_large.",
@@ -189,6 +208,9 @@ var Keys = []Key{
 	{Name: "ws.max.inflight", Kind: Int, Default: 64, Min: 1,
 		Doc: "Most publishes of one connection waiting for Kafka; past it the server stops reading that connection until one is answered.",
 		set: func(c *Config, v any) { c.WS.MaxInflight = v.(int) }},
+	{Name: "ws.auth.timeout", Kind: Duration, Default: "10s", Min: int64(time.Millisecond),
+		Doc: "How long a connection that upgraded without a token may take to send its auth frame; past it, it is closed with 4502.",
+		set: func(c *Config, v any) { c.WS.AuthTimeout = v.(time.Duration) }},
 
 	{Name: "sse.heartbeat.interval", Kind: Duration, Default: "15s", Min: int64(time.Millisecond),
 		Doc: "How often a Server-Sent Events stream gets a heartbeat comment, which keeps proxies from closing it and finds clients that are gone.",
@@ -205,6 +227,19 @@ var Keys = []Key{
 	{Name: "sse.max.subscriptions", Kind: Int, Default: 100, Min: 1,
 		Doc: "Most subjects and patterns one SSE stream may name.",
 		set: func(c *Config, v any) { c.SSE.MaxSubscriptions = v.(int) }},
+
+	{Name: "limits.max.connections", Kind: Int, Default: 100000, Min: 0,
+		Doc: "Most connections the node serves at once, over every protocol together (WebSocket, SSE streams, HTTP publishes in flight, MQTT); past it a new one gets server_full. 0: no bound.",
+		set: func(c *Config, v any) { c.Limits.MaxConnections = v.(int) }},
+	{Name: "limits.max.connections.per.ip", Kind: Int, Default: 1000, Min: 0,
+		Doc: "Most connections one client IP address may hold at once, counted like max.connections; past it a new one gets too_many_connections. Behind a proxy every client has the proxy's address: raise it or use 0 (no bound).",
+		set: func(c *Config, v any) { c.Limits.MaxConnectionsPerIP = v.(int) }},
+	{Name: "limits.publish.rate", Kind: Int, Default: 1000, Min: 0,
+		Doc: "Publishes per second one connection may make (one client IP address for HTTP publishes); a faster one gets rate_limited. 0: no bound.",
+		set: func(c *Config, v any) { c.Limits.PublishRate = v.(int) }},
+	{Name: "limits.publish.burst", Kind: Int, Default: 0, Min: 0,
+		Doc: "Publishes a connection may make at once above publish.rate (a token bucket of this size); 0 means publish.rate.",
+		set: func(c *Config, v any) { c.Limits.PublishBurst = v.(int) }},
 
 	{Name: "cache.size", Kind: Int, Default: 1000, Min: 1,
 		Doc: "Messages kept per subject for snapshots and recovery.",
@@ -373,8 +408,8 @@ var Keys = []Key{
 	{Name: "audit.log", Kind: String, Default: "info", Allowed: []string{"debug", "info", "off"},
 		Doc: "Level of audit records in the log: debug, info or off (denials are logged at warn unless off).",
 		set: func(c *Config, v any) { c.Audit.Log = v.(string) }},
-	{Name: "audit.events", Kind: List, Default: []string{},
-		Doc: "Events recorded: connect, disconnect, subscribe, unsubscribe, publish, deny; empty means all.",
+	{Name: "audit.events", Kind: List, Default: []string{"connect", "disconnect", "subscribe", "unsubscribe", "deny"},
+		Doc: "Events recorded, of connect, disconnect, subscribe, unsubscribe, publish, deny; empty means all. The default leaves out publish: one record per message costs about a quarter of publish throughput.",
 		set: func(c *Config, v any) { c.Audit.Events = v.([]string) }},
 	{Name: "audit.kafka.topic", Kind: String, Default: "",
 		Doc: "Kafka topic receiving audit events as JSON; empty means none. It should not be an exposed topic.",
