@@ -34,6 +34,23 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_publishes_total", "Client publishes handed to Kafka.", wsStat(func() int64 { return w.Stats().Published }))
 	counter("kedge_publish_errors_total", "Client publishes that failed.", wsStat(func() int64 { return w.Stats().PublishErrors }))
 	counter("kedge_ws_errors_total", "Error frames sent and connections failed.", wsStat(func() int64 { return w.Stats().Errors }))
+	counter("kedge_ws_auth_denied_total", "WebSocket connections refused authentication.", wsStat(func() int64 { return w.Stats().Denied }))
+	counter("kedge_ws_forbidden_total", "WebSocket subscribes and publishes refused authorization.", wsStat(func() int64 { return w.Stats().Forbidden }))
+	counter("kedge_ws_token_expired_total", "WebSocket connections closed because their credentials expired.", wsStat(func() int64 { return w.Stats().Expired }))
+	counter("kedge_ws_resumes_total", "WebSocket subscriptions resumed from a cursor.", wsStat(func() int64 { return w.Stats().Resumes }))
+	counter("kedge_ws_resets_total", "WebSocket resumes whose history could not be recovered.", wsStat(func() int64 { return w.Stats().Resets }))
+	if a := s.audit; a != nil {
+		for _, r := range []struct {
+			name, help string
+			get        func() uint64
+		}{
+			{"kedge_audit_kafka_sent_total", "Audit events Kafka acknowledged.", func() uint64 { return a.Stats().Sent }},
+			{"kedge_audit_kafka_dropped_total", "Audit events dropped (queue full or sink closed).", func() uint64 { return a.Stats().Dropped }},
+			{"kedge_audit_kafka_failed_total", "Audit events whose produce failed.", func() uint64 { return a.Stats().Failed }},
+		} {
+			counter(r.name, r.help, func() float64 { return float64(r.get()) })
+		}
+	}
 
 	sseStat := func(f func(sse.Stats) int64) func() float64 {
 		return func() float64 { return float64(f(s.sse.Stats())) }
