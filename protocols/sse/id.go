@@ -64,6 +64,16 @@ func cursorFrom(c core.Cursor) cursor {
 	return out
 }
 
+// fromStart returns a cursor of c's epoch and partitions that has nothing
+// of them (offset -1 each).
+func fromStart(c cursor) cursor {
+	out := cursor{epoch: c.epoch, parts: make([]partOffset, len(c.parts))}
+	for i, p := range c.parts {
+		out.parts[i] = partOffset{p.partition, -1}
+	}
+	return out
+}
+
 // core returns the cursor as core.Cursor.
 func (c cursor) core() core.Cursor {
 	out := core.Cursor{Epoch: c.epoch, Offsets: make(map[int32]int64, len(c.parts))}

@@ -218,6 +218,12 @@ func (s *Server) open(ctx context.Context, w http.ResponseWriter, req *streamReq
 			start = cursorFrom(c)
 		}
 		st.starts = append(st.starts, start)
+		if req.since != nil && len(req.since[i].parts) == 0 && len(start.parts) > 0 {
+			// The id was made before the topic existed (its node knew no
+			// partitions): everything the topic holds came after it, as
+			// with WebSocket's cursor "new".
+			req.since[i] = fromStart(start)
+		}
 		cur, floor := start, cursor{}
 		if req.since != nil && len(req.since[i].parts) > 0 {
 			cur, floor = req.since[i], req.since[i]

@@ -630,3 +630,36 @@ func TestStreamResumeTopicCreatedLater(t *testing.T) {
 	}
 	r2.quiet(100 * time.Millisecond)
 }
+
+// A stream subscribed before its topic existed, which reconnects before its
+// first message (with the id of its ready event), gets everything the topic
+// holds by then, on every partition, and the ids of that resume resume it
+// exactly again: the subscription was made before any of it.
+func TestStreamResumeBeforeFirstMessage(t *testing.T) {
+	e := newEnv(t, Config{}, 0) // "demo" is unknown
+	r := e.openStream("subject=/demo/%2B&snapshot=false", "")
+	ready := r.expect("ready")
+	_ = r.resp.Body.Close()
+	<-r.done
+	for p := range int32(3) {
+		e.hub.Begin("demo", 1, p, 0) // the topic appears with three partitions
+	}
+	e.dispatch("a", 0, "a1")
+	e.dispatch("b", 1, "b1")
+	e.dispatch("c", 2, "c1")
+	r2 := e.openStream("subject=/demo/%2B&snapshot=false", ready.id)
+	r2.expect("ready")
+	first, id := readMessages(t, r2, 1)
+	_ = r2.resp.Body.Close()
+	<-r2.done
+	e.dispatch("a", 0, "a2")
+	r3 := e.openStream("subject=/demo/%2B&snapshot=false", id)
+	r3.expect("ready")
+	rest, _ := readMessages(t, r3, 3)
+	got := append(first, rest...)
+	slices.Sort(got)
+	if strings.Join(got, " ") != "a1 a2 b1 c1" {
+		t.Fatalf("got %v, then %v; want a1 a2 b1 c1 once each", first, rest)
+	}
+	r3.quiet(100 * time.Millisecond)
+}
