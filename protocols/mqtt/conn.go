@@ -122,7 +122,7 @@ func (c *conn) run() {
 			c.dead, c.writing = true, false
 			c.ctrl, c.ctrlBytes = nil, 0
 			s.mu.Unlock()
-			_ = c.nc.Close()
+			c.nc.writeFailed(err)
 			c.srv.stats.writeErrors.Add(1)
 			return
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,6 +31,8 @@ type netConn struct {
 	timeout time.Duration
 	conn    *conn
 	header  *upgradeAuth // MQTT over WebSocket: the upgrade request's credentials
+
+	readLimit atomic.Int64 // unix nanoseconds: reads end by then (writeFailed); 0: none
 
 	wmu  sync.Mutex
 	iov  [][]byte // kept for its capacity; guarded by wmu
@@ -70,10 +74,19 @@ func (c *netConn) Read(p []byte) (int, error) {
 	}
 }
 
-// Write writes one packet (mochi writes each packet with one call).
+// Write writes one packet (mochi writes each packet with one call). When
+// the client is gone (a write failed, not for a timeout), it reports
+// success: mochi ends its read loop on a failed write of its own (a
+// PINGRESP, a SUBACK), which would discard what the client sent before it
+// left (see writeFailed); the read loop ends at the connection's end
+// instead.
 func (c *netConn) Write(p []byte) (int, error) {
 	if err := c.writeBatch([][]byte{p}); err != nil {
-		return 0, err
+		c.writeFailed(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	return len(p), nil
 }
@@ -143,6 +156,38 @@ func wsFrameHeader(b []byte, op byte, n int) []byte {
 // Close closes the connection.
 func (c *netConn) Close() error { return c.raw.Close() }
 
+// brokenReadGrace bounds how long the read loop may go on reading a
+// connection whose writes failed.
+const brokenReadGrace = time.Second
+
+// writeFailed ends the connection after a failed write. A write that timed
+// out leaves a client that does not read: the connection is closed. Any
+// other failure means the client is gone (it reset or closed the
+// connection); what it sent before — acknowledgements, its DISCONNECT —
+// may still wait in the socket, and closing now would discard it: a
+// delivery it acknowledged would be sent again, and a client that said
+// DISCONNECT would have its will published. So the read loop reads on to
+// the connection's end, within brokenReadGrace.
+func (c *netConn) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = c.raw.Close()
+		return
+	}
+	limit := time.Now().Add(brokenReadGrace)
+	c.readLimit.Store(limit.UnixNano())
+	if c.raw.SetReadDeadline(limit) != nil {
+		_ = c.raw.Close()
+	}
+}
+
+// clampRead keeps a read deadline within the grace of a broken connection.
+func (c *netConn) clampRead(t time.Time) time.Time {
+	if n := c.readLimit.Load(); n != 0 && (t.IsZero() || t.UnixNano() > n) {
+		return time.Unix(0, n)
+	}
+	return t
+}
+
 // LocalAddr returns the local address.
 func (c *netConn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
 
@@ -151,10 +196,10 @@ func (c *netConn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
 // SetDeadline sets the read deadline only: mochi uses it for keepalive,
 // and every write sets its own deadline.
-func (c *netConn) SetDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+func (c *netConn) SetDeadline(t time.Time) error { return c.raw.SetReadDeadline(c.clampRead(t)) }
 
 // SetReadDeadline sets the read deadline.
-func (c *netConn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+func (c *netConn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(c.clampRead(t)) }
 
 // SetWriteDeadline does nothing: every write sets its own deadline.
 func (c *netConn) SetWriteDeadline(time.Time) error { return nil }
