@@ -60,6 +60,52 @@ func TestPacketsBeforeResetAreRead(t *testing.T) {
 	}
 }
 
+// A client that acknowledges a delivery, sends DISCONNECT, closes the
+// connection and connects again at once may have its new CONNECT handled
+// before the old connection's last packets are read (each connection has
+// its own read loop). Those packets count: the acknowledged message is not
+// sent again, and the will is not published. The old connection's read
+// loop is made to lag behind by a publish waiting for Kafka.
+func TestTakeoverReadsTheOldConnectionFirst(t *testing.T) {
+	h := newHarness(t, Config{MaxInflight: 2})
+	c := dial(t, h.addr, 4)
+	c.mustConnect("dev", false, withWill("demo/status", "gone", 0))
+	c.subscribe(1, sub("demo/+", 1))
+	h.kafka.dispatch("/demo/k1", "m1")
+	m1 := c.message("demo/k1", "m1")
+
+	h.kafka.mu.Lock()
+	h.kafka.hold = true
+	h.kafka.mu.Unlock()
+	for i, p := range []string{"p1", "p2", "p3"} { // the third waits for a slot: reading stops
+		c.publish("other/x", p, 1, uint16(100+i))
+	}
+	waitFor(t, 5*time.Second, "the read loop to wait for Kafka", func() bool {
+		return h.srv.Stats().Received == 3
+	})
+	c.puback(m1.PacketID)
+	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	_ = c.nc.Close()
+
+	go func() {
+		time.Sleep(50 * time.Millisecond) // the old read loop goes on a moment later
+		h.kafka.release()
+	}()
+	c = dial(t, h.addr, 4)
+	if ack := c.mustConnect("dev", false); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	h.kafka.dispatch("/demo/k1", "m2")
+	if m := c.expect(packets.Publish); string(m.Payload) != "m2" {
+		t.Fatalf("first message on the new connection %q (dup %v), want m2: the PUBACK of m1 was lost", m.Payload, m.FixedHeader.Dup)
+	}
+	for _, p := range h.kafka.published() {
+		if p.Subject.Name == "/demo/status" {
+			t.Fatal("the will was published: the old connection's DISCONNECT was not read")
+		}
+	}
+}
+
 // The same when the write that meets the reset is mochi's own (the
 // PINGRESP of a PINGREQ the client sent before its PUBACK): mochi ends its
 // read loop on a failed write, which must not discard the packets after it.

@@ -101,6 +101,7 @@ func (h *hook) refuse(cl *mochi.Client, code packets.Code) error {
 func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	c := connOf(cl)
 	h.srv.beginEstablish(c, cl.ID)
+	h.srv.awaitPrevious(cl.ID)
 	h.srv.attach(c, cl.ID, pk.Connect.Clean)
 	if c.present {
 		c.recheck()

@@ -44,6 +44,39 @@ func (s *Server) endEstablish(c *conn) {
 	close(ch)
 }
 
+// takeoverGrace bounds how long a CONNECT waits for the connection its
+// session is attached to to end by itself.
+const takeoverGrace = 200 * time.Millisecond
+
+// awaitPrevious gives the connection a client identifier's session is
+// attached to a moment to end by itself before a new connection takes the
+// session over. A client that acknowledges deliveries, sends DISCONNECT,
+// closes and connects again at once may have its new CONNECT handled
+// before the old connection's read loop has read those packets (each
+// connection has its own); taking over at once would close the old
+// connection with them unread, so acknowledged messages would be sent again
+// and the will published. A connection that is still in use (another
+// device with the same identifier, a half-open connection) is taken over
+// after takeoverGrace. Called between beginEstablish and attach.
+func (s *Server) awaitPrevious(id string) {
+	deadline := time.Now().Add(takeoverGrace)
+	for {
+		s.mu.Lock()
+		ss := s.sessions[id]
+		attached := false
+		if ss != nil {
+			ss.mu.Lock()
+			attached = ss.conn != nil
+			ss.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if !attached || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // attach binds a connection to its client identifier's session and reports
 // whether the session existed (CONNACK's session present flag). The
 // existing session is resumed unless the client asks for a clean one, it
