@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kedgehq/kedge/auth"
@@ -29,6 +32,7 @@ const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeOriginNotAllowed = "origin_not_allowed"
+	codeRequestTimeout   = "request_timeout"
 )
 
 // apiError is a failed request: an HTTP status and a JSON body
@@ -36,6 +40,7 @@ const (
 type apiError struct {
 	status                 int
 	code, subject, message string
+	retryAfter             time.Duration // for 429 and 503: when to try again (default 1s)
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -71,7 +76,11 @@ func statusOf(code string) int {
 		return http.StatusMethodNotAllowed
 	case codePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case "kafka_unavailable", "kafka_busy", "shutting_down", "auth_unavailable":
+	case codeRequestTimeout:
+		return http.StatusRequestTimeout
+	case "too_many_connections", "rate_limited":
+		return http.StatusTooManyRequests
+	case "kafka_unavailable", "kafka_busy", "shutting_down", "auth_unavailable", "server_full":
 		return http.StatusServiceUnavailable
 	case "kafka_timeout":
 		return http.StatusGatewayTimeout
@@ -87,8 +96,9 @@ func (s *Server) fail(w http.ResponseWriter, e *apiError) {
 	if e.code == codeMethodNotAllowed {
 		w.Header().Set("Allow", strings.TrimPrefix(e.message, "use "))
 	}
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	if e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests {
+		secs := max(1, int64((e.retryAfter+time.Second-1)/time.Second))
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
 	b := []byte(`{"code":`)
 	b = appendString(b, e.code)
@@ -109,12 +119,13 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// allowOrigin applies the CORS policy. A request without Origin, or from the
-// server's own origin, is always allowed. A preflight (OPTIONS) is answered
-// here; false means the request has been answered.
-func (s *Server) allowOrigin(w http.ResponseWriter, r *http.Request, methods string) bool {
+// allowOrigin applies the CORS policy (Config.Origins). A request without
+// Origin, or from the server's own origin, is always allowed. A preflight
+// (OPTIONS) is answered here; false means the request has been answered.
+func (s *Server) allowOrigin(w http.ResponseWriter, r *http.Request, methods string, proto auth.Protocol) bool {
 	origin := r.Header.Get("Origin")
-	if origin != "" && !s.originAllowed(origin, r.Host) {
+	if !s.cfg.Origins.Allowed(origin, r.Host) {
+		s.node.Limited(core.LimitOrigin, proto)
 		s.fail(w, apiErrf(codeOriginNotAllowed, "", "origin %q is not in http.cors.allowed.origins", origin))
 		return false
 	}
@@ -130,18 +141,6 @@ func (s *Server) allowOrigin(w http.ResponseWriter, r *http.Request, methods str
 	h.Set("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID")
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
-	return false
-}
-
-func (s *Server) originAllowed(origin, host string) bool {
-	if origin == "http://"+host || origin == "https://"+host {
-		return true
-	}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
 	return false
 }
 
@@ -199,35 +198,45 @@ func decodePublish(body []byte, maxPayload int) (string, []byte, []core.Header, 
 // Publish serves POST /v1/publish: the message goes to Kafka, and the reply
 // (200 with its position) is sent only after Kafka acknowledged it.
 func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
-	if !s.allowOrigin(w, r, "POST") {
+	if !s.allowOrigin(w, r, "POST", auth.ProtocolHTTP) {
 		return
 	}
 	if r.Method != http.MethodPost {
 		s.fail(w, methodNotAllowed("POST"))
 		return
 	}
+	release, err := s.node.Admit(auth.ProtocolHTTP, r.RemoteAddr)
+	if err != nil {
+		s.fail(w, coreError(err, ""))
+		return
+	}
+	defer release()
 	sess := s.authenticate(w, r, auth.ProtocolHTTP)
 	if sess == nil {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.bodyLimit()))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.fail(w, apiErrf(codePayloadTooLarge, "", "the body exceeds %d bytes", tooBig.Limit))
-			return
-		}
-		s.fail(w, apiErrf(codeInvalidJSON, "", "reading the body: %v", err))
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		s.fail(w, aerr)
 		return
 	}
 	subject, payload, headers, aerr := decodePublish(body, s.cfg.MaxPayload)
 	if aerr != nil {
+		if aerr.code == codePayloadTooLarge {
+			s.node.Limited(core.LimitPayload, auth.ProtocolHTTP)
+		}
 		s.stats.publishErrors.Add(1)
 		s.fail(w, aerr)
 		return
 	}
 	if aerr := s.authorize(r.Context(), sess, auth.Publish, subject); aerr != nil {
 		s.fail(w, aerr)
+		return
+	}
+	if wait, err := s.node.Limits.AllowPublish(auth.ProtocolHTTP, r.RemoteAddr); err != nil {
+		e := coreError(err, subject)
+		e.retryAfter = wait
+		s.fail(w, e)
 		return
 	}
 	if s.isDraining() {
@@ -251,10 +260,32 @@ func (s *Server) Publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
+// readBody reads a publish body within Config.BodyTimeout and the size
+// bound: 413 payload_too_large past it, 408 request_timeout for a client
+// that sends it too slowly.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.bodyLimit()))
+	if err == nil {
+		return body, nil
+	}
+	var tooBig *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		s.node.Limited(core.LimitPayload, auth.ProtocolHTTP)
+		return nil, apiErrf(codePayloadTooLarge, "", "the body exceeds %d bytes", tooBig.Limit)
+	case errors.As(err, &ne) && ne.Timeout():
+		s.node.Limited(core.LimitHandshake, auth.ProtocolHTTP)
+		return nil, apiErrf(codeRequestTimeout, "", "the body did not arrive within %v (http.handshake.timeout)", s.cfg.BodyTimeout)
+	}
+	return nil, apiErrf(codeInvalidJSON, "", "reading the body: %v", err)
+}
+
 // Snapshot serves GET /v1/snapshot?subject=…: the subject's latest cached
 // message, or 404.
 func (s *Server) Snapshot(w http.ResponseWriter, r *http.Request) {
-	if !s.allowOrigin(w, r, "GET") {
+	if !s.allowOrigin(w, r, "GET", auth.ProtocolHTTP) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -34,9 +34,13 @@ type Config struct {
 	// Authorization header.
 	TokenParam string
 	// AllowedOrigins lists the origins browsers may call from ("*": any);
-	// empty allows any. A page is always allowed on its own origin.
+	// empty allows any. A page is always allowed on its own origin. Origins,
+	// when set, is used instead.
 	AllowedOrigins []string
-	Logger         *slog.Logger
+	Origins        *auth.Origins
+	// BodyTimeout bounds reading the body of an HTTP publish (default 10s).
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -56,8 +60,9 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteQueueSize, 1<<20)
 	def(&c.MaxSubscriptions, 100)
 	def(&c.MaxPayload, 64<<10)
-	if len(c.AllowedOrigins) == 0 {
-		c.AllowedOrigins = []string{"*"}
+	defDur(&c.BodyTimeout, 10*time.Second)
+	if c.Origins == nil {
+		c.Origins = auth.NewOrigins(c.AllowedOrigins)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -97,13 +102,19 @@ func NewServer(node *core.Node, cfg Config) *Server {
 
 // ServeHTTP serves one event stream: GET /v1/sse?subject=…[&subject=…].
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.allowOrigin(w, r, "GET") {
+	if !s.allowOrigin(w, r, "GET", auth.ProtocolSSE) {
 		return
 	}
 	if r.Method != http.MethodGet {
 		s.fail(w, methodNotAllowed("GET"))
 		return
 	}
+	release, err := s.node.Admit(auth.ProtocolSSE, r.RemoteAddr)
+	if err != nil {
+		s.fail(w, coreError(err, ""))
+		return
+	}
+	defer release()
 	sess := s.authenticate(w, r, auth.ProtocolSSE)
 	if sess == nil {
 		return
@@ -155,6 +166,7 @@ func (s *Server) parseStreamRequest(r *http.Request) (*streamRequest, *apiError)
 			continue
 		}
 		if len(seen) == s.cfg.MaxSubscriptions {
+			s.node.Limited(core.LimitSubscriptions, auth.ProtocolSSE)
 			return nil, apiErrf(codeTooManySubs, "", "a stream may hold %d subjects", s.cfg.MaxSubscriptions)
 		}
 		seen[n] = struct{}{}
