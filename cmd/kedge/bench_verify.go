@@ -29,7 +29,7 @@ type verifyConfig struct {
 	nodes, keys, messages, perProtocol, publishers int
 	disconnectEvery, drain                         time.Duration
 	topic                                          string
-	protocols                                      []string
+	protocols, pubProtocols                        []string
 }
 
 // benchVerify proves the delivery guarantee end to end: sequenced messages
@@ -49,7 +49,16 @@ func benchVerify(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.drain, "drain", 60*time.Second, "how long to wait for the last messages after publishing")
 	fs.StringVar(&c.topic, "topic", "verify", "topic to use (created by the broker)")
 	fs.StringSliceVar(&c.protocols, "protocols", verifyProtocols(), "subscriber protocols")
+	fs.StringSliceVar(&c.pubProtocols, "publish-protocols", publishProtocols(), "publisher protocols (publisher i uses the i-th, round robin)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if c.keys <= 0 || c.messages%c.keys != 0 {
+		fmt.Fprintf(stderr, "kedge bench verify: --messages (%d) must be a multiple of --keys (%d)\n", c.messages, c.keys)
+		return 2
+	}
+	if len(c.pubProtocols) == 0 || c.publishers < len(c.pubProtocols) {
+		fmt.Fprintf(stderr, "kedge bench verify: --publishers (%d) must be at least the number of publish protocols %v\n", c.publishers, c.pubProtocols)
 		return 2
 	}
 	res, err := runVerify(context.Background(), c, stderr)
@@ -68,7 +77,20 @@ func benchVerify(args []string, stdout, stderr io.Writer) int {
 func verifyProtocols() []string {
 	var names []string
 	for _, d := range subscriberDrivers {
-		names = append(names, d.name)
+		if d.name != "mqtt" || hasMQTT() {
+			names = append(names, d.name)
+		}
+	}
+	return names
+}
+
+// publishProtocols are the publisher drivers built into this binary.
+func publishProtocols() []string {
+	var names []string
+	for _, d := range publisherDrivers {
+		if d.name != "mqtt" || hasMQTT() {
+			names = append(names, d.name)
+		}
 	}
 	return names
 }
@@ -79,9 +101,36 @@ func verifyProtocols() []string {
 type subscriberDriver struct {
 	name string
 	run  func(ctx context.Context, id int, nodes []*benchNode, topic string, t *tally, churn func() time.Duration) error
+	// reconnects says where a reconnection goes and how it resumes.
+	reconnects string
 }
 
-var subscriberDrivers = []subscriberDriver{{name: "ws", run: runWSSubscriber}}
+var subscriberDrivers = []subscriberDriver{
+	{name: "ws", run: runWSSubscriber, reconnects: "to the next node, resuming from the Go SDK's cursors"},
+	{name: "sse", run: runSSESubscriber, // bench_verify_sse.go
+		reconnects: "to the next node, resuming from Last-Event-ID"},
+	{name: "mqtt", run: runMQTTSubscriber, // bench_verify_mqtt.go
+		reconnects: "to the same node, resuming its QoS 1 persistent session (MQTT sessions are node-local)"},
+}
+
+// publisherDriver connects one publisher of a protocol to a node.
+type publisherDriver struct {
+	name string
+	dial func(ctx context.Context, node *benchNode, id int) (publisher, error)
+}
+
+// publisher publishes one message and returns after kedge's ack of it
+// (which kedge sends after Kafka's).
+type publisher interface {
+	publish(ctx context.Context, subject string, payload []byte) error
+	close()
+}
+
+var publisherDrivers = []publisherDriver{
+	{name: "ws", dial: dialWSPublisher},     // the Go SDK
+	{name: "http", dial: dialHTTPPublisher}, // POST /v1/publish (bench_verify_sse.go)
+	{name: "mqtt", dial: dialMQTTPublisher}, // QoS 1 (bench_verify_mqtt.go)
+}
 
 func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResult, error) {
 	broker, err := startBenchBroker(4)
@@ -94,8 +143,13 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 		return nil, err
 	}
 	defer stopBenchNodes(nodes)
-	fmt.Fprintf(log, "verify: %d nodes on one Kafka, %d messages over %d keys, %d subscribers per protocol %v\n",
-		len(nodes), c.messages, c.keys, c.perProtocol, c.protocols)
+	fmt.Fprintf(log, "verify: %d nodes on one Kafka, %d messages over %d keys, %d subscribers per protocol %v, publishing through %v\n",
+		len(nodes), c.messages, c.keys, c.perProtocol, c.protocols, c.pubProtocols)
+	for _, proto := range c.pubProtocols {
+		if _, ok := pubDriver(proto); !ok {
+			return nil, fmt.Errorf("unknown publish protocol %q (this build has %v)", proto, publishProtocols())
+		}
+	}
 
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()
@@ -124,9 +178,13 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 		}
 	}
 	start := time.Now()
-	pubErrs, err := publishSequenced(ctx, nodes, c)
+	pubs, err := publishSequenced(ctx, nodes, c)
 	if err != nil {
 		return nil, err
+	}
+	var pubErrs int64
+	for _, p := range pubs {
+		pubErrs += p.failed.Load()
 	}
 	fmt.Fprintf(log, "verify: published %d messages in %v (%d failed)\n", c.messages, time.Since(start).Round(time.Millisecond), pubErrs)
 	deadline := time.Now().Add(c.drain)
@@ -139,7 +197,7 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 	}
 	stopSubs()
 	wg.Wait()
-	return &verifyResult{tallies: tallies, expected: c.messages, publishErrors: pubErrs}, nil
+	return &verifyResult{tallies: tallies, expected: c.messages, publishErrors: pubErrs, publishers: pubs}, nil
 }
 
 func driver(name string) (subscriberDriver, bool) {
@@ -151,38 +209,91 @@ func driver(name string) (subscriberDriver, bool) {
 	return subscriberDriver{}, false
 }
 
+func pubDriver(name string) (publisherDriver, bool) {
+	for _, d := range publisherDrivers {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return publisherDriver{}, false
+}
+
+// publishStats is what the publishers of one protocol did.
+type publishStats struct {
+	proto             string
+	publishers, keys  int
+	published, failed atomic.Int64
+	mu                sync.Mutex
+	firstFailure      string
+}
+
 // publishSequenced publishes seq 0..n-1 per key, each key's messages in
-// order (a key belongs to one goroutine, which waits for each ack), through
-// the nodes in turn.
-func publishSequenced(ctx context.Context, nodes []*benchNode, c verifyConfig) (failed int64, err error) {
+// order: a key belongs to one publisher, which waits for each ack before
+// the next message. Publisher p uses the protocol c.pubProtocols[p mod n]
+// and node p mod nodes.
+func publishSequenced(ctx context.Context, nodes []*benchNode, c verifyConfig) ([]*publishStats, error) {
 	perKey := c.messages / c.keys
+	stats := make([]*publishStats, len(c.pubProtocols))
+	for i, proto := range c.pubProtocols {
+		stats[i] = &publishStats{proto: proto}
+	}
 	var wg sync.WaitGroup
-	var failures atomic.Int64
 	var firstErr atomic.Value
 	for p := range c.publishers {
+		st := stats[p%len(stats)]
+		d, _ := pubDriver(st.proto)
+		st.publishers++
+		for k := p; k < c.keys; k += c.publishers {
+			st.keys++
+		}
 		wg.Go(func() {
-			cl, err := client.Connect(ctx, nodes[p%len(nodes)].WS(), client.Options{})
+			pub, err := d.dial(ctx, nodes[p%len(nodes)], p)
 			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.CompareAndSwap(nil, fmt.Errorf("%s publisher %d: %w", st.proto, p, err))
 				return
 			}
-			defer cl.Close()
+			defer pub.close()
 			for seq := range perKey {
 				for k := p; k < c.keys; k += c.publishers {
 					subject := fmt.Sprintf("/%s/k%d", c.topic, k)
-					if _, err := cl.Publish(ctx, subject, []byte(strconv.Itoa(seq)), nil); err != nil {
-						failures.Add(1)
+					if err := pub.publish(ctx, subject, []byte(strconv.Itoa(seq))); err != nil {
+						st.failed.Add(1)
+						st.mu.Lock()
+						if st.firstFailure == "" {
+							st.firstFailure = fmt.Sprintf("%s k%d/%d: %v", subject, k, seq, err)
+						}
+						st.mu.Unlock()
+						continue
 					}
+					st.published.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
 	if e, ok := firstErr.Load().(error); ok {
-		return 0, e
+		return nil, e
 	}
-	return failures.Load(), nil
+	return stats, nil
 }
+
+// wsPublisher publishes with the Go SDK.
+type wsPublisher struct{ c *client.Client }
+
+func dialWSPublisher(ctx context.Context, node *benchNode, _ int) (publisher, error) {
+	c, err := client.Connect(ctx, node.WS(), client.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return wsPublisher{c}, nil
+}
+
+func (p wsPublisher) publish(ctx context.Context, subject string, payload []byte) error {
+	_, err := p.c.Publish(ctx, subject, payload, nil)
+	return err
+}
+
+func (p wsPublisher) close() { _ = p.c.Close() }
 
 func allComplete(ts []*tally, expected int) bool {
 	for _, t := range ts {
@@ -309,6 +420,7 @@ type verifyResult struct {
 	tallies       []*tally
 	expected      int
 	publishErrors int64
+	publishers    []*publishStats
 }
 
 func (r *verifyResult) ok() bool {
@@ -346,9 +458,25 @@ func (r *verifyResult) print(w io.Writer) {
 			expected-delivered, dup, reord, resets, reconn)
 	}
 	tw.Flush()
+	for _, p := range order {
+		if d, ok := driver(p); ok {
+			fmt.Fprintf(w, "  %s reconnects %s\n", p, d.reconnects)
+		}
+	}
 	for _, t := range r.tallies {
 		if missing := t.missing(r.expected, 5); len(missing) > 0 {
 			fmt.Fprintf(w, "%s subscriber missing (first %d): %s\n", t.proto, len(missing), strings.Join(missing, " "))
+		}
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "publisher\tclients\tkeys\tpublished\tfailed\t")
+	for _, p := range r.publishers {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", p.proto, p.publishers, p.keys, p.published.Load(), p.failed.Load())
+	}
+	tw.Flush()
+	for _, p := range r.publishers {
+		if p.firstFailure != "" {
+			fmt.Fprintf(w, "%s publisher, first failure: %s\n", p.proto, p.firstFailure)
 		}
 	}
 	fmt.Fprintf(w, "publish errors: %d\n", r.publishErrors)
