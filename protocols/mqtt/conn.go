@@ -28,6 +28,9 @@ type conn struct {
 	auth   *core.Session // who the client is; set by OnConnect
 	expiry *time.Timer   // closes the connection when its credentials expire
 
+	refused error        // a connection limit refused it: OnConnect answers CONNACK with the reason
+	rate    *core.Bucket // publish rate; nil: unbounded
+
 	// Guarded by sess.mu.
 	ctrl      [][]byte // acknowledgements and DISCONNECT, before deliveries
 	ctrlBytes int

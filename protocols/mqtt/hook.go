@@ -67,6 +67,9 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	if draining {
 		return h.refuse(cl, packets.ErrServerShuttingDown)
 	}
+	if c.refused != nil {
+		return h.refuse(cl, limitCode(c.refused))
+	}
 	if refused := c.authenticate(cl, pk); refused != nil {
 		return h.refuse(cl, *refused)
 	}

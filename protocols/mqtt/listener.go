@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/kedgehq/kedge/auth"
 )
 
 // tcpListener is mochi's listener for MQTT over TCP (or TLS). It replaces
@@ -67,6 +69,20 @@ func (l *tcpListener) Serve(listeners.EstablishFn) {
 
 func (l *tcpListener) serve(raw net.Conn) {
 	defer l.srv.accepts.Done()
+	release, refused := l.srv.node.Admit(auth.ProtocolMQTT, raw.RemoteAddr().String())
+	if refused != nil {
+		// The refusal is answered in CONNACK (OnConnect), which needs the
+		// client's CONNECT; a bounded number of refused connections wait
+		// for theirs, the rest are closed at once.
+		if l.srv.refusing.Add(1) > maxRefusing {
+			l.srv.refusing.Add(-1)
+			_ = raw.Close()
+			return
+		}
+		defer l.srv.refusing.Add(-1)
+	} else {
+		defer release()
+	}
 	if t := l.srv.tls; t != nil {
 		tc := tls.Server(raw, t)
 		_ = raw.SetDeadline(time.Now().Add(l.srv.cfg.ConnectTimeout))
@@ -80,8 +96,12 @@ func (l *tcpListener) serve(raw net.Conn) {
 		}
 		raw = tc
 	}
-	l.srv.serveConn(listenerTCP, newNetConn(raw, l.srv.cfg.WriteTimeout))
+	l.srv.serveConn(listenerTCP, newNetConn(raw, l.srv.cfg.WriteTimeout), refused)
 }
+
+// maxRefusing bounds the connections refused by a connection limit that
+// wait (at most mqtt.connect.timeout) for their CONNECT to be answered.
+const maxRefusing = 256
 
 // stop closes the listening socket and waits for the accept loop to end.
 func (l *tcpListener) stop() {

@@ -35,6 +35,11 @@ func (c *conn) publish(pk packets.Packet) {
 		c.refusePublish(pk, *refused, refused.Reason)
 		return
 	}
+	if _, err := srv.node.Limits.Take(c.rate, auth.ProtocolMQTT); err != nil {
+		code := codeFor(err)
+		c.refusePublish(pk, code, code.Reason)
+		return
+	}
 	if refused := c.pub.begin(c, pk); refused != nil {
 		if *refused != (packets.Code{}) {
 			c.refusePublish(pk, *refused, refused.Reason)
@@ -162,6 +167,8 @@ func codeFor(err error) packets.Code {
 		code = packets.ErrQuotaExceeded
 	case errors.Is(err, core.ErrNotExposed):
 		code = packets.ErrNotAuthorized
+	case errors.Is(err, core.ErrRateLimited):
+		code = packets.ErrMessageRateTooHigh
 	}
 	code.Reason = clipReason(core.Code(err) + ": " + err.Error())
 	return code

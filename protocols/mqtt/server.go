@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +17,11 @@ import (
 
 	"github.com/gorilla/websocket"
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/internal/certfile"
 )
 
 // Config tunes the MQTT server. The zero value of a field means its
@@ -27,7 +30,8 @@ type Config struct {
 	// Listen is the TCP address of MQTT (":1883"); empty serves MQTT over
 	// WebSocket only.
 	Listen string
-	// TLSCertFile and TLSKeyFile, both set, make Listen serve MQTT over TLS.
+	// TLSCertFile and TLSKeyFile, both set, make Listen serve MQTT over
+	// TLS; the files are loaded again when they change (internal/certfile).
 	TLSCertFile, TLSKeyFile string
 	// MaxPacketSize bounds a packet from a client (default 256 KiB);
 	// advertised to MQTT 5 clients. A larger packet closes the connection.
@@ -61,7 +65,10 @@ type Config struct {
 	// TokenParam names the query parameter that may carry a bearer token on
 	// the MQTT over WebSocket upgrade (as for WebSocket and SSE); empty: none.
 	TokenParam string
-	Logger     *slog.Logger
+	// Origins decides which browser pages may use MQTT over WebSocket (the
+	// upgrade's Origin header); nil allows any.
+	Origins *auth.Origins
+	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -112,7 +119,10 @@ type Server struct {
 	broker *mochi.Server
 	tcp    *tcpListener
 	tls    *tls.Config
+	cert   *certfile.Reloader // the TLS listener's certificate; nil without TLS
 	up     websocket.Upgrader
+
+	refusing atomic.Int64 // connections refused by a limit, waiting for CONNECT
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -152,11 +162,11 @@ func NewServer(node *core.Node, cfg Config) (*Server, error) {
 		return nil, errors.New("mqtt: TLS needs both a certificate file and a key file")
 	}
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		cert, err := certfile.New("mqtt", cfg.TLSCertFile, cfg.TLSKeyFile, certfile.Options{Logger: cfg.Logger})
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: TLS: %w", err)
+			return nil, fmt.Errorf("mqtt: %w", err)
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.cert, s.tls = cert, cert.Config()
 	}
 	s.up = websocket.Upgrader{
 		HandshakeTimeout: cfg.ConnectTimeout,
@@ -228,8 +238,29 @@ func (s *Server) Addr() net.Addr {
 // TLS reports whether the TCP listener speaks TLS.
 func (s *Server) TLS() bool { return s.tls != nil }
 
-// ServeHTTP serves MQTT over WebSocket.
+// Certificate returns the TLS listener's certificate holder; nil without TLS.
+func (s *Server) Certificate() *certfile.Reloader { return s.cert }
+
+// ServeHTTP serves MQTT over WebSocket. Before upgrading it checks the
+// page's origin (403 origin_not_allowed) and the connection limits (503
+// server_full, 429 too_many_connections), with JSON bodies as on /v1/ws.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.Origins.AllowedRequest(r) {
+		s.node.Limited(core.LimitOrigin, auth.ProtocolMQTT)
+		refuseHTTP(w, http.StatusForbidden, "origin_not_allowed",
+			fmt.Sprintf("origin %q is not in http.cors.allowed.origins", r.Header.Get("Origin")))
+		return
+	}
+	release, err := s.node.Admit(auth.ProtocolMQTT, r.RemoteAddr)
+	if err != nil {
+		status := http.StatusTooManyRequests
+		if errors.Is(err, core.ErrServerFull) {
+			status = http.StatusServiceUnavailable
+		}
+		refuseHTTP(w, status, core.Code(err), err.Error())
+		return
+	}
+	defer release()
 	if !s.track() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
@@ -251,7 +282,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = nc.writeControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
-	s.serveConn(listenerWS, nc)
+	s.serveConn(listenerWS, nc, nil)
+}
+
+// refuseHTTP answers an MQTT over WebSocket upgrade that is refused.
+func refuseHTTP(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	if status != http.StatusForbidden {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+// limitCode is the CONNACK refusal of a connection a limit refused: 0x89
+// server busy when the node is full (another node may take the client),
+// 0x97 quota exceeded when its address holds too many. MQTT 3.1.1 clients
+// get return code 3, server unavailable.
+func limitCode(err error) packets.Code {
+	code := packets.ErrQuotaExceeded
+	if errors.Is(err, core.ErrServerFull) {
+		code = packets.ErrServerBusy
+	}
+	code.Reason = clipReason(core.Code(err) + ": " + err.Error())
+	return code
 }
 
 // track counts a connection about to be served, unless shutting down.
@@ -265,9 +319,11 @@ func (s *Server) track() bool {
 	return true
 }
 
-// serveConn runs one client connection through mochi until it ends.
-func (s *Server) serveConn(listener string, nc *netConn) {
-	c := &conn{srv: s, nc: nc, held: true}
+// serveConn runs one client connection through mochi until it ends. A
+// connection a limit refused (refused not nil) is answered with a CONNACK
+// saying so.
+func (s *Server) serveConn(listener string, nc *netConn, refused error) {
+	c := &conn{srv: s, nc: nc, held: true, refused: refused, rate: s.node.Limits.NewBucket()}
 	nc.conn = c
 	_ = nc.raw.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	s.mu.Lock()
@@ -278,6 +334,7 @@ func (s *Server) serveConn(listener string, nc *netConn) {
 	err := s.broker.EstablishConnection(listener, nc)
 	if err != nil {
 		s.log.Debug("mqtt connection ended", "remote", nc.RemoteAddr().String(), "err", err)
+		s.countLimit(c, err)
 	}
 	_ = nc.Close()
 	s.endEstablish(c)
@@ -293,6 +350,18 @@ func (s *Server) serveConn(listener string, nc *netConn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.stats.connections.Add(-1)
+}
+
+// countLimit counts a connection that ended at a limit: no CONNECT within
+// mqtt.connect.timeout, or a packet over mqtt.max.packet.size.
+func (s *Server) countLimit(c *conn, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		s.node.Limited(core.LimitPayload, auth.ProtocolMQTT)
+	case c.cl == nil && errors.As(err, &ne) && ne.Timeout():
+		s.node.Limited(core.LimitHandshake, auth.ProtocolMQTT)
+	}
 }
 
 // async runs a clean-up that must not run under the Hub's locks.

@@ -35,6 +35,7 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	full := !existed && len(s.subs) >= srv.cfg.MaxSubscriptions
 	s.mu.Unlock()
 	if full {
+		srv.node.Limited(core.LimitSubscriptions, auth.ProtocolMQTT)
 		return packets.ErrQuotaExceeded.Code, fmt.Sprintf("a session may hold %d subscriptions", srv.cfg.MaxSubscriptions)
 	}
 	qos := min(f.Qos, 1)
