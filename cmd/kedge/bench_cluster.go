@@ -52,7 +52,10 @@ func startBenchNodes(ctx context.Context, n int, bootstrap string, sets []string
 
 func startBenchNode(ctx context.Context, self string, i int, bootstrap string, sets []string) (*benchNode, error) {
 	args := []string{"serve", "--log.format", "json", "--log.level", "info", "--http.listen", "127.0.0.1:0",
-		"--set", "kafka.bootstrap.servers=" + bootstrap, "--set", fmt.Sprintf("node.name=bench-%d", i)}
+		"--set", "kafka.bootstrap.servers=" + bootstrap, "--set", fmt.Sprintf("node.name=bench-%d", i),
+		// Every bench client comes from 127.0.0.1, thousands at once, publishing
+		// as fast as it can: the limits meant for Internet clients are off.
+		"--set", "limits.max.connections=0", "--set", "limits.max.connections.per.ip=0", "--set", "limits.publish.rate=0"}
 	if hasMQTT() {
 		args = append(args, "--set", "mqtt.listen=127.0.0.1:0")
 	}

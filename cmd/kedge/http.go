@@ -2,10 +2,77 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
+	"sync"
+	"time"
 
+	"github.com/kedgehq/kedge/auth"
+	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/internal/certfile"
 	"github.com/kedgehq/kedge/protocols/console"
 )
+
+// newHTTPServer builds the HTTP listener's server: the routes, the
+// handshake timeout (request headers, TLS handshake included; idle
+// keep-alive connections), and TLS from http.tls.cert.file and
+// http.tls.key.file, reloaded when they change.
+func (s *server) newHTTPServer() error {
+	h := s.cfg.HTTP
+	if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
+		return errors.New("http.tls.cert.file and http.tls.key.file: set both or neither")
+	}
+	if h.TLSCertFile != "" {
+		cert, err := certfile.New("http", h.TLSCertFile, h.TLSKeyFile, certfile.Options{Logger: s.log})
+		if err != nil {
+			return err
+		}
+		s.cert = cert
+	}
+	watch := &handshakes{timeout: h.HandshakeTimeout, limits: s.limits, fresh: make(map[net.Conn]time.Time)}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: h.HandshakeTimeout, ConnState: watch.state,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if s.cert == nil {
+		return nil
+	}
+	s.http.TLSConfig = s.cert.Config()
+	// HTTP/2 for SSE and HTTP requests; WebSocket upgrades stay on
+	// HTTP/1.1 (Go's HTTP/2 server does not offer extended CONNECT).
+	s.http.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+	return nil
+}
+
+// handshakes counts the HTTP listener's connections closed because they
+// sent no complete request within the handshake timeout (slowloris, or a
+// connection that never speaks): closed before their first request, at
+// least the timeout after they were accepted. Connections that give up
+// earlier are not counted.
+type handshakes struct {
+	timeout time.Duration
+	limits  *core.Limits
+	mu      sync.Mutex
+	fresh   map[net.Conn]time.Time // accepted, no request yet
+}
+
+func (h *handshakes) state(c net.Conn, st http.ConnState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		h.fresh[c] = time.Now()
+	case http.StateActive, http.StateHijacked:
+		delete(h.fresh, c)
+	case http.StateClosed:
+		if t, ok := h.fresh[c]; ok {
+			delete(h.fresh, c)
+			if time.Since(t) >= h.timeout {
+				h.limits.Limited(core.LimitHandshake, auth.ProtocolHTTP)
+			}
+		}
+	}
+}
 
 // routes is the HTTP listener's mux: the WebSocket endpoint and operations.
 func (s *server) routes() http.Handler {

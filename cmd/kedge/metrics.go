@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/internal/certfile"
 	"github.com/kedgehq/kedge/protocols/mqtt"
 	"github.com/kedgehq/kedge/protocols/sse"
 )
@@ -111,5 +113,44 @@ func (s *server) metricsHandler() http.Handler {
 	gauge("kedge_cache_bytes", "Bytes held by the message cache (estimate).", wsStat(func() int64 { return hub.Stats().CachedBytes }))
 	counter("kedge_cache_evictions_total", "Messages evicted from the cache.", wsStat(func() int64 { return hub.Stats().Evicted }))
 	counter("kedge_dispatched_total", "Messages dispatched by the hub.", wsStat(func() int64 { return hub.Stats().Dispatched }))
+	reg.MustRegister(limitsCollector{s.limits})
+	gauge("kedge_connections", "Connections counted against limits.max.connections: WebSocket, SSE streams, HTTP publishes in flight, MQTT.",
+		func() float64 { return float64(s.limits.Open()) })
+	s.registerCertificate(reg, "http", s.cert)
+	s.registerCertificate(reg, "mqtt", s.mqtt.Certificate())
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// limitsCollector exports core.Limits' refusals by limit and protocol.
+type limitsCollector struct{ l *core.Limits }
+
+var limitRefusals = prometheus.NewDesc("kedge_limit_refusals_total",
+	"Clients refused, disconnected or answered with an error by a limit (see docs/configuration.md#limits).",
+	[]string{"limit", "protocol"}, nil)
+
+func (c limitsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- limitRefusals }
+
+func (c limitsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range core.AllLimits() {
+		for _, p := range core.Protocols {
+			ch <- prometheus.MustNewConstMetric(limitRefusals, prometheus.CounterValue, float64(c.l.Hits(l, p)), l.String(), string(p))
+		}
+	}
+}
+
+// registerCertificate exports a TLS listener's certificate reloads and expiry.
+func (s *server) registerCertificate(reg *prometheus.Registry, listener string, r *certfile.Reloader) {
+	if r == nil {
+		return
+	}
+	labels := prometheus.Labels{"listener": listener}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kedge_tls_certificate_reloads_total",
+		Help: "New TLS certificates taken into use without a restart.", ConstLabels: labels},
+		func() float64 { return float64(r.Stats().Reloads) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kedge_tls_certificate_reload_errors_total",
+		Help: "Changed TLS certificate files that did not load (the previous certificate stays in use).", ConstLabels: labels},
+		func() float64 { return float64(r.Stats().Failures) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kedge_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate in use expires (Unix time).", ConstLabels: labels},
+		func() float64 { return float64(r.Stats().NotAfter.Unix()) }))
 }

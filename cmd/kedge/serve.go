@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/configs"
 	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/internal/certfile"
 	"github.com/kedgehq/kedge/kafka"
 	"github.com/kedgehq/kedge/protocols/mqtt"
 	"github.com/kedgehq/kedge/protocols/sse"
@@ -94,6 +96,8 @@ type server struct {
 	mqtt     *mqtt.Server
 	sse      *sse.Server
 	http     *http.Server
+	limits   *core.Limits
+	cert     *certfile.Reloader // the HTTP listener's certificate; nil without TLS
 }
 
 // runServer starts every part, serves until ctx ends, then shuts down in
@@ -108,6 +112,9 @@ func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, lo
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
+	}
+	if s.cert != nil {
+		ln = tls.NewListener(ln, s.http.TLSConfig)
 	}
 	if err := s.mqtt.Start(); err != nil {
 		_ = ln.Close()
@@ -171,8 +178,12 @@ func (s *server) start(kopts kafka.Options) error {
 		return err
 	}
 	s.audit = audit
-	node := &core.Node{Hub: s.hub, Publisher: s.producer, Source: s.source, Exposure: exposure, Auth: au, Audit: audit}
-	s.ws = ws.NewServer(node, ws.Config{TokenParam: cfg.Auth.TokenParam,
+	l := cfg.Limits
+	s.limits = core.NewLimits(core.LimitsConfig{MaxConnections: l.MaxConnections, MaxConnectionsPerIP: l.MaxConnectionsPerIP,
+		PublishRate: float64(l.PublishRate), PublishBurst: l.PublishBurst})
+	origins := auth.NewOrigins(cfg.HTTP.CORSAllowedOrigins)
+	node := &core.Node{Hub: s.hub, Publisher: s.producer, Source: s.source, Exposure: exposure, Auth: au, Audit: audit, Limits: s.limits}
+	s.ws = ws.NewServer(node, ws.Config{TokenParam: cfg.Auth.TokenParam, Origins: origins, AuthTimeout: cfg.WS.AuthTimeout,
 		MaxPayload: int(cfg.WS.MaxMessageSize), WriteQueueSize: int(cfg.WS.WriteQueueSize),
 		WriteTimeout: cfg.WS.WriteTimeout, PingInterval: cfg.WS.PingInterval, PongTimeout: cfg.WS.PongTimeout,
 		MaxSubscriptions: cfg.WS.MaxSubscriptions, MaxInflight: cfg.WS.MaxInflight, Logger: s.log,
@@ -181,15 +192,18 @@ func (s *server) start(kopts kafka.Options) error {
 		HeartbeatInterval: cfg.SSE.HeartbeatInterval, Retry: cfg.SSE.Retry,
 		WriteQueueSize: int(cfg.SSE.WriteQueueSize), WriteTimeout: cfg.SSE.WriteTimeout,
 		MaxSubscriptions: cfg.SSE.MaxSubscriptions, MaxPayload: int(cfg.HTTP.PublishMaxPayload),
-		AllowedOrigins: cfg.HTTP.CORSAllowedOrigins, TokenParam: cfg.Auth.TokenParam, Logger: s.log,
+		Origins: origins, BodyTimeout: cfg.HTTP.HandshakeTimeout, TokenParam: cfg.Auth.TokenParam, Logger: s.log,
 	})
-	if err := s.startMQTT(node); err != nil {
+	if err := s.startMQTT(node, origins); err != nil {
 		return err
 	}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if err := s.newHTTPServer(); err != nil {
+		return err
+	}
 	// SSE streams are requests: end them when shutdown begins, or
 	// http.Server.Shutdown would wait for them until its deadline.
 	s.http.RegisterOnShutdown(s.sse.Shutdown)
+	s.warnLimits()
 	if !exposure.All() {
 		return nil
 	}
@@ -197,8 +211,20 @@ func (s *server) start(kopts kafka.Options) error {
 	return nil
 }
 
+// warnLimits says which limit settings are development defaults.
+func (s *server) warnLimits() {
+	if len(s.cfg.HTTP.CORSAllowedOrigins) == 0 {
+		s.log.Warn("pages of any origin may use WebSocket, SSE, HTTP publish and MQTT over WebSocket (development default): set http.cors.allowed.origins")
+	}
+	l := s.cfg.Limits
+	if l.MaxConnections == 0 || l.MaxConnectionsPerIP == 0 || l.PublishRate == 0 {
+		s.log.Warn("some client limits are off (0)", "max_connections", l.MaxConnections,
+			"max_connections_per_ip", l.MaxConnectionsPerIP, "publish_rate", l.PublishRate)
+	}
+}
+
 // startMQTT creates the MQTT server; runServer starts its listener.
-func (s *server) startMQTT(node *core.Node) error {
+func (s *server) startMQTT(node *core.Node, origins *auth.Origins) error {
 	m := s.cfg.MQTT
 	if p := m.WSPath; p != "" && (p[0] != '/' || p == s.cfg.WS.Path) {
 		return fmt.Errorf("mqtt.ws.path %q: must start with '/' and differ from ws.path", p)
@@ -210,7 +236,7 @@ func (s *server) startMQTT(node *core.Node) error {
 		ConnectTimeout: m.ConnectTimeout, WriteQueueSize: int(m.WriteQueueSize), WriteTimeout: m.WriteTimeout,
 		MaxSubscriptions: m.MaxSubscriptions, MaxSessionExpiry: m.MaxSessionExpiry,
 		SessionQueueSize: int(m.SessionQueueSize), MaxOfflineSessions: m.MaxOfflineSessions,
-		TokenParam: s.cfg.Auth.TokenParam, Logger: s.log,
+		TokenParam: s.cfg.Auth.TokenParam, Origins: origins, Logger: s.log,
 	})
 	return err
 }
@@ -223,6 +249,9 @@ func (s *server) mqttAddrs(httpAddr string) (tcp, ws string) {
 	}
 	if p := s.cfg.MQTT.WSPath; p != "" {
 		ws = "ws://" + httpAddr + p
+		if s.cert != nil {
+			ws = "wss://" + httpAddr + p
+		}
 	}
 	return tcp, ws
 }
@@ -249,8 +278,12 @@ func (s *server) announce(httpAddr string, kopts kafka.Options) {
 		kafkaAddr = s.embedded.Addr()
 	}
 	mqttTCP, mqttWS := s.mqttAddrs(httpAddr)
-	s.log.Info("kedge ready", "version", version, "http", httpAddr,
-		"ws", "ws://"+httpAddr+s.cfg.WS.Path, "sse", "http://"+httpAddr+"/v1/sse", "console", "http://"+httpAddr+"/", "kafka", kafkaAddr, "embedded", s.embedded != nil,
+	web, ws := "http://", "ws://"
+	if s.cert != nil {
+		web, ws = "https://", "wss://"
+	}
+	s.log.Info("kedge ready", "version", version, "http", httpAddr, "http_tls", s.cert != nil,
+		"ws", ws+httpAddr+s.cfg.WS.Path, "sse", web+httpAddr+"/v1/sse", "console", web+httpAddr+"/", "kafka", kafkaAddr, "embedded", s.embedded != nil,
 		"consumers", s.cfg.Kafka.Consumers, "producers", s.cfg.Kafka.Producers,
 		"delivery_timeout", kopts.DeliveryTimeout, "mqtt", mqttTCP, "mqtt_ws", mqttWS, "mqtt_tls", s.mqtt.TLS())
 }
