@@ -95,6 +95,7 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_mqtt_wills_total", "MQTT will messages published.", mqttStat(func(st mqtt.Stats) int64 { return st.Wills }))
 	counter("kedge_mqtt_write_errors_total", "Writes to MQTT clients that failed.", mqttStat(func(st mqtt.Stats) int64 { return st.WriteErrors }))
 	counter("kedge_mqtt_denied_total", "MQTT connects, subscriptions and publishes refused by authentication or authorization.", mqttStat(func(st mqtt.Stats) int64 { return st.Denied }))
+	counter("kedge_mqtt_malformed_total", "MQTT connections closed for a packet the decoder could not take.", mqttStat(func(st mqtt.Stats) int64 { return st.Malformed }))
 	counter("kedge_mqtt_token_expired_total", "MQTT clients disconnected because their credentials expired.", mqttStat(func(st mqtt.Stats) int64 { return st.TokenExpired }))
 
 	src, hub := s.source, s.hub

@@ -146,7 +146,7 @@ type stats struct {
 	published, publishErrors, refused         atomic.Int64
 	resets, subResets, expired, undeliverable atomic.Int64
 	tooLarge, writeErrors, wills              atomic.Int64
-	denied, tokenExpired                      atomic.Int64
+	denied, tokenExpired, malformed           atomic.Int64
 }
 
 // NewServer returns an MQTT server over node; Start opens its TCP listener.
@@ -331,7 +331,7 @@ func (s *Server) serveConn(listener string, nc *netConn, refused error) {
 	s.mu.Unlock()
 	s.stats.connections.Add(1)
 	s.stats.accepted.Add(1)
-	err := s.broker.EstablishConnection(listener, nc)
+	malformed, err := s.establish(listener, nc, c)
 	if err != nil {
 		s.log.Debug("mqtt connection ended", "remote", nc.RemoteAddr().String(), "err", err)
 		s.countLimit(c, err)
@@ -344,12 +344,42 @@ func (s *Server) serveConn(listener string, nc *netConn, refused error) {
 	if c.sess != nil && !c.disconnected { // mochi failed after the session was attached (CONNACK)
 		p := c.cl.Properties
 		expire := p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean
-		s.disconnected(c, false, expire, s.sessionExpiry(c.cl))
+		s.disconnected(c, malformed, expire, s.sessionExpiry(c.cl))
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.stats.connections.Add(-1)
+}
+
+// establish runs the connection through mochi. A packet mochi's decoder
+// cannot take panics in the connection's goroutine (mochi v2.7.9's
+// SubscribeDecode indexes past the end of an MQTT 5 SUBSCRIBE whose last
+// filter has no options byte): that must end this connection, not the
+// server. mochi's own deferred clean-ups have run by the time the panic
+// is recovered here (its writer stopped, the socket closed); what is left
+// is removing its client record, as mochi does after a failed read.
+func (s *Server) establish(listener string, nc *netConn, c *conn) (malformed bool, err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		malformed, err = true, fmt.Errorf("%w: mochi could not decode a packet: %v", packets.ErrMalformedPacket, p)
+		level := slog.LevelDebug
+		if s.stats.malformed.Add(1) == 1 { // the first one loudly; all are counted
+			level = slog.LevelWarn
+		}
+		s.log.Log(context.Background(), level, "mqtt: malformed packet; connection closed", "remote", nc.RemoteAddr().String(), "panic", p)
+		_ = nc.Close()
+		if cl := c.cl; cl != nil {
+			if cur, ok := s.broker.Clients.Get(cl.ID); ok && cur == cl {
+				s.broker.UnsubscribeClient(cl)
+				s.broker.Clients.Delete(cl.ID)
+			}
+		}
+	}()
+	return false, s.broker.EstablishConnection(listener, nc)
 }
 
 // countLimit counts a connection that ended at a limit: no CONNECT within
@@ -463,6 +493,7 @@ type Stats struct {
 	Wills           int64 // will messages published
 	Denied          int64 // connects, subscriptions and publishes refused by authentication or authorization
 	TokenExpired    int64 // clients disconnected because their credentials expired
+	Malformed       int64 // connections closed for a packet mochi's decoder could not take
 }
 
 // Stats returns the server's counters.
@@ -480,5 +511,6 @@ func (s *Server) Stats() Stats {
 		SessionResets: st.resets.Load(), SessionsExpired: st.expired.Load(), Resets: st.subResets.Load(),
 		Undeliverable: st.undeliverable.Load() + st.tooLarge.Load(), WriteErrors: st.writeErrors.Load(),
 		Wills: st.wills.Load(), Denied: st.denied.Load(), TokenExpired: st.tokenExpired.Load(),
+		Malformed: st.malformed.Load(),
 	}
 }
