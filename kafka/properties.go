@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -83,6 +84,9 @@ var properties = map[string]property{
 	"bootstrap.servers": {"Comma-separated host:port list; empty starts the embedded broker.", func(b *builder, v string) error {
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s != "" {
+				if err := checkBroker(s); err != nil {
+					return err
+				}
 				b.opts.Brokers = append(b.opts.Brokers, s)
 			}
 		}
@@ -353,6 +357,22 @@ func (o Options) validate() error {
 			return fmt.Errorf("franz-go refuses it: %w", err)
 		}
 		cl.Close()
+	}
+	return nil
+}
+
+// checkBroker accepts host:port, or a host alone (franz-go adds port 9092).
+func checkBroker(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	var ae *net.AddrError
+	switch {
+	case errors.As(err, &ae) && ae.Err == "missing port in address":
+		return nil
+	case err != nil:
+		return fmt.Errorf("%q is not host:port: %v", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be 1 to 65535", s)
 	}
 	return nil
 }

@@ -531,6 +531,10 @@ func TestInvalidValues(t *testing.T) {
 		want        string // besides the property name
 	}{
 		{name: "security.protocol", value: "TLS", want: `"TLS" is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL`},
+		{name: "bootstrap.servers", value: "k1:9092,:", want: `":": the port must be 1 to 65535`},
+		{name: "bootstrap.servers", value: "k1:1:2", want: `"k1:1:2" is not host:port`},
+		{name: "bootstrap.servers", value: "k1:99999", want: `"k1:99999": the port must be 1 to 65535`},
+		{name: "bootstrap.servers", value: "k1:x"},
 		{name: "sasl.mechanism", value: "GSSAPI", with: saslOn, want: "is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{name: "sasl.mechanism", value: "OAUTHBEARER", with: saslOn},
 		{name: "compression.type", value: "brotli", want: `"brotli" is not none, gzip, snappy, lz4 or zstd`},
