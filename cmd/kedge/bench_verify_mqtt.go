@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -33,10 +34,11 @@ const mqttSessionExpiry = 600
 // present 0 on a reconnect (the session was reset) and a kedge-reset user
 // property count as resets.
 //
-// Exactness: a message counts as delivered when its PUBACK is written, and
-// a churn stops taking messages before the DISCONNECT, so every message the
-// subscriber counted was acknowledged on that connection before it left; a
-// message sent again (DUP) after that would be counted as a duplicate.
+// Exactness: a message counts as delivered when its PUBACK is written, a
+// churn stops taking messages before the DISCONNECT, and the connection is
+// closed gracefully (gracefulConn), so every message the subscriber
+// counted was acknowledged to kedge before it left; a message sent again
+// (DUP) after that is counted as a duplicate.
 func runMQTTSubscriber(ctx context.Context, id int, nodes []*benchNode, topic string, t *tally, churn func() time.Duration) error {
 	node := nodes[id%len(nodes)]
 	if node.MQTT == "" {
@@ -72,7 +74,7 @@ func mqttSubscriberSession(ctx context.Context, addr, clientID string, first boo
 	gate := &ackGate{SessionManager: state.NewInMemory(), t: t}
 	defer gate.Close()
 	c := paho.NewClient(paho.ClientConfig{
-		Conn:    nc,
+		Conn:    &gracefulConn{TCPConn: nc.(*net.TCPConn)},
 		Session: gate,
 		// Messages are counted in ackGate.Ack, when their PUBACK is written.
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) { return true, nil }},
@@ -110,6 +112,29 @@ func mqttSubscriberSession(ctx context.Context, addr, clientID string, first boo
 	gate.stop()
 	_ = c.Disconnect(&paho.Disconnect{})
 	return nil
+}
+
+// gracefulConn closes a subscriber's connection as a careful client does:
+// it ends its side after what it wrote (FIN) and reads on until kedge
+// closes, instead of closing a socket with deliveries still unread. The
+// kernel resets such a socket and may drop what was written last but not
+// yet sent - the final PUBACKs and the DISCONNECT - and kedge then, rightly,
+// sends those messages again (DUP) on the next connection: MQTT's
+// at-least-once, which this driver would count as duplicates.
+type gracefulConn struct {
+	*net.TCPConn
+	once sync.Once
+	err  error
+}
+
+func (c *gracefulConn) Close() error {
+	c.once.Do(func() {
+		_ = c.TCPConn.CloseWrite()
+		_ = c.TCPConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, c.TCPConn)
+		c.err = c.TCPConn.Close()
+	})
+	return c.err
 }
 
 // ackGate wraps paho's session state: a QoS 1 message is counted in the
