@@ -4,9 +4,10 @@ BIN      := bin/kedge
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
+FUZZSMOKE ?= 2s
 GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
 
-.PHONY: all deps bench-deps console-client build run test js lint bench bench-full fuzz clean
+.PHONY: all deps bench-deps console-client build run test js lint bench bench-full fuzz fuzz-smoke fuzz-run clean
 
 all: build
 
@@ -28,6 +29,7 @@ run: build
 
 test: deps
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz-smoke
 	$(MAKE) js
 
 # The TypeScript client (protocols/ws/js): install the locked devDependencies
@@ -56,10 +58,22 @@ bench-full: bench-deps build
 	./$(BIN) bench targets
 
 # Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
+# A failing input is saved under the package's testdata/fuzz, where
+# go test runs it from then on.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	@$(MAKE) --no-print-directory fuzz-run FUZZRUN=$(FUZZTIME)
+
+# Every fuzz target briefly (FUZZSMOKE each; make test runs it): new inputs
+# on every run, beyond the seed corpus go test already checks.
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz-run FUZZRUN=$(FUZZSMOKE)
+
+fuzz-run:
+	@for dir in $$($(GO) list -f '{{.Dir}}' ./...); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | cut -c6-); do \
+	    printf 'fuzz %-40s %s: ' "$${dir#$(CURDIR)/}.$$f" "$(FUZZRUN)"; \
+	    out=$$($(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZRUN) $$dir 2>&1) || { echo FAIL; echo "$$out"; exit 1; }; \
+	    echo "$$out" | grep -E '^fuzz: elapsed' | tail -1 | sed 's/^fuzz: //'; \
 	  done; \
 	done
 
