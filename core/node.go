@@ -261,21 +261,5 @@ func (n *Node) Publish(ctx context.Context, subject string, payload []byte, head
 // first message, or the first of a new epoch. ok is false while the
 // partitions are unknown or of mixed epochs. Deliver may call it.
 func (n *Node) Origin(topic string) (c Cursor, ok bool) {
-	ps := &n.Hub.parts
-	ps.mu.RLock()
-	defer ps.mu.RUnlock()
-	parts := ps.byTopic[topic]
-	if len(parts) == 0 {
-		return Cursor{}, false
-	}
-	c.Offsets = make(map[int32]int64, len(parts))
-	for i, p := range parts {
-		st := ps.byTP[topicPartition{topic, p}]
-		if i > 0 && st.epoch != c.Epoch {
-			return Cursor{}, false
-		}
-		c.Epoch = st.epoch
-		c.Offsets[p] = st.first - 1
-	}
-	return c, true
+	return n.Hub.parts.cursor(topic, func(st *partitionState) int64 { return st.first - 1 })
 }

@@ -71,7 +71,11 @@ func (h *Hub) Forget(topic string) {
 // made now can resume from without missing anything. ok is false while the
 // topic's partitions are unknown or of mixed epochs.
 func (h *Hub) Frontier(topic string) (c Cursor, ok bool) {
-	ps := &h.parts
+	return h.parts.cursor(topic, func(st *partitionState) int64 { return st.frontier.Load() })
+}
+
+// cursor builds a cursor of topic's partitions from one offset of each.
+func (ps *partitions) cursor(topic string, offset func(*partitionState) int64) (c Cursor, ok bool) {
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
 	parts := ps.byTopic[topic]
@@ -85,7 +89,7 @@ func (h *Hub) Frontier(topic string) (c Cursor, ok bool) {
 			return Cursor{}, false
 		}
 		c.Epoch = st.epoch
-		c.Offsets[p] = st.frontier.Load()
+		c.Offsets[p] = offset(st)
 	}
 	return c, true
 }

@@ -1,14 +1,13 @@
 package ws
 
 import (
-	"encoding/base64"
 	"encoding/binary"
 	"maps"
 	"slices"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/protocols/internal/msgjson"
 )
 
 // WebSocket opcodes (RFC 6455 §5.2).
@@ -83,131 +82,11 @@ func snapshotFrame(m *core.Message) []byte {
 
 // appendMessage writes the JSON "message" object of docs/protocol-ws.md.
 func appendMessage(b []byte, m *core.Message, snapshot bool) []byte {
-	b = append(b, `{"op":"message","subject":`...)
-	b = appendString(b, m.Subject)
-	b = appendPayload(b, m.Payload)
-	b = append(b, `,"position":"`...)
-	b = m.Pos.AppendTo(b)
-	b = append(b, `","snapshot":`...)
-	b = strconv.AppendBool(b, snapshot)
-	if !m.Time.IsZero() {
-		b = append(b, `,"time":"`...)
-		b = m.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-		b = append(b, '"')
-	}
-	b = appendHeaders(b, m.Headers)
-	return append(b, '}')
+	return msgjson.AppendMessage(b, `{"op":"message",`, m, snapshot)
 }
 
-// appendPayload writes "payload" for UTF-8 text and "payload_b64" otherwise.
-func appendPayload(b, p []byte) []byte {
-	if utf8.Valid(p) {
-		b = append(b, `,"payload":`...)
-		return appendStringBytes(b, p)
-	}
-	b = append(b, `,"payload_b64":"`...)
-	b = base64.StdEncoding.AppendEncode(b, p)
-	return append(b, '"')
-}
-
-// appendHeaders writes UTF-8 header values in "headers" and others, base64
-// encoded, in "headers_b64". A repeated key keeps its last value.
-func appendHeaders(b []byte, hs []core.Header) []byte {
-	var binary bool
-	b = appendHeaderObject(b, hs, `,"headers":{`, true, &binary)
-	if binary {
-		b = appendHeaderObject(b, hs, `,"headers_b64":{`, false, nil)
-	}
-	return b
-}
-
-func appendHeaderObject(b []byte, hs []core.Header, open string, text bool, sawBinary *bool) []byte {
-	first := true
-	for _, h := range hs {
-		isText := utf8.Valid(h.Value) && utf8.ValidString(h.Key)
-		if !isText && sawBinary != nil {
-			*sawBinary = true
-		}
-		if isText != text || (!text && !utf8.ValidString(h.Key)) {
-			continue
-		}
-		if first {
-			b = append(b, open...)
-			first = false
-		} else {
-			b = append(b, ',')
-		}
-		b = appendString(b, h.Key)
-		b = append(b, ':')
-		if text {
-			b = appendStringBytes(b, h.Value)
-		} else {
-			b = append(b, '"')
-			b = base64.StdEncoding.AppendEncode(b, h.Value)
-			b = append(b, '"')
-		}
-	}
-	if !first {
-		b = append(b, '}')
-	}
-	return b
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string; s must be valid UTF-8.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-func appendStringBytes(b, s []byte) []byte {
-	b = append(b, '"')
-	start := 0
-	for i, c := range s {
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendString appends a valid UTF-8 string as a JSON string.
+func appendString(b []byte, s string) []byte { return msgjson.AppendString(b, s) }
 
 // ackFrame, errorFrame and pongFrame are the replies of
 // docs/protocol-ws.md; id is the client's request id as raw JSON.
@@ -254,7 +133,7 @@ func resetFrame(subject, reason, cursor string) []byte {
 		b = append(b, `{"op":"reset","subject":`...)
 		b = appendString(b, subject)
 		b = append(b, `,"reason":`...)
-		b = appendString(b, validUTF8(reason))
+		b = appendString(b, msgjson.ValidUTF8(reason))
 		if cursor != "" {
 			b = append(b, `,"cursor":`...)
 			b = appendString(b, cursor)
@@ -283,10 +162,10 @@ func errorFrame(id []byte, code, subject, msg string) []byte {
 		b = appendString(b, code)
 		if subject != "" {
 			b = append(b, `,"subject":`...)
-			b = appendString(b, validUTF8(subject))
+			b = appendString(b, msgjson.ValidUTF8(subject))
 		}
 		b = append(b, `,"message":`...)
-		b = appendString(b, validUTF8(msg))
+		b = appendString(b, msgjson.ValidUTF8(msg))
 		return append(b, '}')
 	})
 }
@@ -305,11 +184,4 @@ func appendID(b, id []byte) []byte {
 	}
 	b = append(b, `,"id":`...)
 	return append(b, id...)
-}
-
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strconv.QuoteToASCII(s)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/protocols/internal/msgjson"
 )
 
 var frameSizes = []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
@@ -317,7 +318,7 @@ func checkAppendString(t *testing.T, s string) {
 		if how == "appendString" {
 			out = appendString([]byte("x"), s)
 		} else {
-			out = appendStringBytes([]byte("x"), []byte(s))
+			out = msgjson.AppendString([]byte("x"), []byte(s))
 		}
 		if out[0] != 'x' {
 			t.Fatalf("%s: prefix overwritten", how)
