@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -32,8 +33,8 @@ func (s *server) newHTTPServer() error {
 		s.cert = cert
 	}
 	watch := &handshakes{timeout: h.HandshakeTimeout, limits: s.limits, fresh: make(map[net.Conn]time.Time)}
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: h.HandshakeTimeout, ConnState: watch.state,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.http = &http.Server{Handler: watch.wrap(s.routes()), ReadHeaderTimeout: h.HandshakeTimeout,
+		ConnState: watch.state, ConnContext: watch.connContext, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if s.cert == nil {
 		return nil
 	}
@@ -46,23 +47,43 @@ func (s *server) newHTTPServer() error {
 
 // handshakes counts the HTTP listener's connections closed because they
 // sent no complete request within the handshake timeout (slowloris, or a
-// connection that never speaks): closed before their first request, at
-// least the timeout after they were accepted. Connections that give up
-// earlier are not counted.
+// connection that never speaks): closed before any of their requests
+// reached a handler, at least the timeout after they were accepted.
+// Connections that give up sooner are not counted.
 type handshakes struct {
 	timeout time.Duration
 	limits  *core.Limits
 	mu      sync.Mutex
-	fresh   map[net.Conn]time.Time // accepted, no request yet
+	fresh   map[net.Conn]time.Time // accepted, no request handled yet
 }
 
+type connKey struct{}
+
+// connContext is http.Server.ConnContext: requests carry their connection.
+func (h *handshakes) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// wrap marks a request's connection as past its handshake.
+func (h *handshakes) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+			h.mu.Lock()
+			delete(h.fresh, c)
+			h.mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// state is http.Server.ConnState.
 func (h *handshakes) state(c net.Conn, st http.ConnState) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch st {
 	case http.StateNew:
 		h.fresh[c] = time.Now()
-	case http.StateActive, http.StateHijacked:
+	case http.StateHijacked:
 		delete(h.fresh, c)
 	case http.StateClosed:
 		if t, ok := h.fresh[c]; ok {
