@@ -328,7 +328,11 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	c.out.hold()
 	cursors := make(map[string]string, len(fresh))
 	for _, f := range fresh {
-		opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot, Since: since[f.Name]}
+		from := since[f.Name]
+		if from != nil && from.New {
+			from = c.resolveNew(f)
+		}
+		opts := core.SubscribeOptions{Mode: mode, Snapshot: r.Snapshot == nil || *r.Snapshot, Since: from}
 		c.subs[f.Name] = c.srv.node.Subscribe(c, f, opts)
 		c.srv.stats.subscriptions.Add(1)
 		sess.Subscribed(f.Name)
@@ -344,6 +348,29 @@ func (c *conn) subscribe(r *request, id []byte) *protoError {
 	}
 	c.out.release(subscribeAckFrame(id, cursors))
 	return nil
+}
+
+// resolveNew turns the cursor "new" of a subscription made before its topic
+// existed into the cursor it resumes from where this node knows the topic:
+// every partition from its start (-1). The client is told with a cursor
+// frame, queued (held behind the ack) before any message of the
+// subscription: its own cursor still says "new", and advancing "new" by
+// one message would name that message's partition only, so a second resume
+// before it had a message of every partition would miss the others. While
+// the topic is unknown here, "new" stays (a plain subscription, whose first
+// message brings its cursor frame). c.mu is held.
+func (c *conn) resolveNew(f core.Filter) *core.Cursor {
+	front, ok := c.srv.node.Hub.Frontier(f.Topic)
+	if !ok {
+		still := core.NewTopicCursor
+		return &still
+	}
+	from := core.Cursor{Epoch: front.Epoch, Offsets: make(map[int32]int64, len(front.Offsets))}
+	for p := range front.Offsets {
+		from.Offsets[p] = -1
+	}
+	c.out.push(cursorFrame(f.Name, from.String()), false)
+	return &from
 }
 
 // parsePositions reads a subscribe's "positions": filter → cursor token.
