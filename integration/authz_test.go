@@ -77,12 +77,18 @@ type authSSEEvent struct {
 
 func openSSE(t testing.TB, rawURL string, h http.Header) *sseStream {
 	t.Helper()
+	return openSSEClient(t, http.DefaultClient, rawURL, h)
+}
+
+// openSSEClient opens a stream with the client hc.
+func openSSEClient(t testing.TB, hc *http.Client, rawURL string, h http.Header) *sseStream {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", rawURL, nil)
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -84,6 +84,13 @@ func (l *logBuffer) contains(s string) bool {
 // broker, with its data in a temporary directory unless one is given.
 func startKedge(t *testing.T, sets ...string) *node {
 	t.Helper()
+	return startKedgeWith(t, nil, sets...)
+}
+
+// startKedgeWith is startKedge with another readiness check (nil: GET
+// /readyz over plain HTTP).
+func startKedgeWith(t *testing.T, isReady func(*node) bool, sets ...string) *node {
+	t.Helper()
 	args := []string{"serve", "--log.format", "json", "--log.level", "debug",
 		"--http.listen", "127.0.0.1:0", "--embedded.listen", "127.0.0.1:0", "--mqtt.listen", "127.0.0.1:0"}
 	hasDir := false
@@ -123,7 +130,11 @@ func startKedge(t *testing.T, sets ...string) *node {
 			t.Logf("kedge log (%s):\n%s", n.HTTP, n.logs)
 		}
 	})
-	n.waitReady()
+	if isReady == nil {
+		n.waitReady()
+	} else {
+		waitFor(t, 30*time.Second, "kedge ready", func() bool { return isReady(n) })
+	}
 	return n
 }
 
