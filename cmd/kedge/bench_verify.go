@@ -30,6 +30,7 @@ type verifyConfig struct {
 	disconnectEvery, drain                         time.Duration
 	topic                                          string
 	protocols, pubProtocols                        []string
+	sets                                           []string // kedge configuration of the nodes
 }
 
 // benchVerify proves the delivery guarantee end to end: sequenced messages
@@ -50,6 +51,7 @@ func benchVerify(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.topic, "topic", "verify", "topic to use (created by the broker)")
 	fs.StringSliceVar(&c.protocols, "protocols", verifyProtocols(), "subscriber protocols")
 	fs.StringSliceVar(&c.pubProtocols, "publish-protocols", publishProtocols(), "publisher protocols (publisher i uses the i-th, round robin)")
+	fs.StringArrayVar(&c.sets, "set", nil, "configuration of the kedge nodes, KEY=VALUE (repeatable), e.g. recovery.max.messages=100000")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -138,7 +140,7 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 		return nil, err
 	}
 	defer broker.Close()
-	nodes, err := startBenchNodes(ctx, c.nodes, broker.ListenAddrs()[0], nil)
+	nodes, err := startBenchNodes(ctx, c.nodes, broker.ListenAddrs()[0], c.sets)
 	if err != nil {
 		return nil, err
 	}
