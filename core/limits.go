@@ -245,7 +245,21 @@ func (l *Limits) Take(b *Bucket, proto auth.Protocol) (time.Duration, error) {
 	}
 	l.Limited(LimitPublishRate, proto)
 	return wait, fmt.Errorf("%w: at most %g publishes per second (burst %d) per connection (limits.publish.rate); the next is allowed in %v",
-		ErrRateLimited, l.cfg.PublishRate, l.cfg.PublishBurst, wait.Round(time.Millisecond))
+		ErrRateLimited, l.cfg.PublishRate, l.cfg.PublishBurst, max(wait, time.Millisecond).Round(time.Millisecond))
+}
+
+// Throttle takes one publish from b like Take, but instead of refusing
+// when the bucket is empty it reserves the next token and returns how long
+// the caller must wait before going on (counted as a refusal, once). For
+// protocols that cannot refuse a publish (MQTT 3.1.1 has no negative
+// acknowledgement): the connection is not read meanwhile, which slows its
+// client down. Calls for one bucket must not overlap.
+func (l *Limits) Throttle(b *Bucket, proto auth.Protocol) time.Duration {
+	wait := b.reserve(time.Now())
+	if wait > 0 {
+		l.Limited(LimitPublishRate, proto)
+	}
+	return wait
 }
 
 // Bucket is a token bucket: it holds up to burst publishes and refills at
@@ -280,6 +294,25 @@ func (b *Bucket) take(now time.Time) time.Duration {
 	}
 	wait := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
 	return max(wait, time.Nanosecond)
+}
+
+// reserve takes a token at now, going into debt when there is none: it
+// returns how long until the debt is paid (0 when a token was there).
+func (b *Bucket) reserve(now time.Time) time.Duration {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if dt := now.Sub(b.last); dt > 0 {
+		b.tokens = min(b.burst, b.tokens+dt.Seconds()*b.rate)
+		b.last = now
+	}
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
 }
 
 // full reports whether the bucket has refilled by now.

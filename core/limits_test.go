@@ -149,6 +149,34 @@ func TestBucket(t *testing.T) {
 	}
 }
 
+func TestThrottle(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBucket(10, 2, t0)
+	for i := range 2 {
+		if w := b.reserve(t0); w != 0 {
+			t.Fatalf("burst publish %d waits %v", i, w)
+		}
+	}
+	if w := b.reserve(t0); w < 99*time.Millisecond || w > 101*time.Millisecond {
+		t.Fatalf("third publish waits %v, want 100ms", w)
+	}
+	// Having waited, the next one waits a full interval again.
+	if w := b.reserve(t0.Add(100 * time.Millisecond)); w < 99*time.Millisecond || w > 101*time.Millisecond {
+		t.Fatalf("fourth publish waits %v, want 100ms", w)
+	}
+	l := NewLimits(LimitsConfig{PublishRate: 1000, PublishBurst: 1})
+	lb := l.NewBucket()
+	if l.Throttle(lb, auth.ProtocolMQTT) != 0 || l.Throttle(lb, auth.ProtocolMQTT) == 0 {
+		t.Fatal("throttle: the burst is not 1")
+	}
+	if l.Hits(LimitPublishRate, auth.ProtocolMQTT) != 1 {
+		t.Fatal("the throttled publish is not counted")
+	}
+	if l.Throttle(nil, auth.ProtocolMQTT) != 0 {
+		t.Fatal("a nil bucket throttles")
+	}
+}
+
 func TestTakeAndAllowPublish(t *testing.T) {
 	l := NewLimits(LimitsConfig{PublishRate: 2})
 	if l.Config().PublishBurst != 2 {

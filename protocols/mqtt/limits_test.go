@@ -90,8 +90,10 @@ func TestConnectionLimitsConnack(t *testing.T) {
 	}
 }
 
-// Publishes beyond the rate: MQTT 5 gets PUBACK 0x96 rate_limited, MQTT
-// 3.1.1 (no negative acknowledgement) is disconnected; neither reaches Kafka.
+// Publishes beyond the rate: MQTT 5 gets PUBACK 0x96 rate_limited and the
+// publish never reaches Kafka; MQTT 3.1.1 (no negative acknowledgement) is
+// slowed down instead: the connection is not read until the publish is
+// within the rate.
 func TestPublishRateLimited(t *testing.T) {
 	h, limits := newLimitHarness(t, Config{}, core.LimitsConfig{PublishRate: 1, PublishBurst: 2})
 	c := dial(t, h.addr, 5)
@@ -113,12 +115,17 @@ func TestPublishRateLimited(t *testing.T) {
 	}
 	v3 := dial(t, h.addr, 4)
 	v3.mustConnect("v3", true)
-	v3.publish("demo/k1", "x", 1, 1)
-	v3.expect(packets.Puback)
-	v3.publish("demo/k1", "x", 1, 2)
-	v3.expect(packets.Puback)
-	v3.publish("demo/k1", "x", 1, 3)
-	v3.closed(5 * time.Second)
+	start := time.Now()
+	for id := uint16(1); id <= 3; id++ {
+		v3.publish("demo/k1", "x", 1, id)
+		v3.expect(packets.Puback)
+	}
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Fatalf("three publishes at 1/s with a burst of 2 took %v, want about 1s", took)
+	}
+	if n := len(h.kafka.published()); n != 5 {
+		t.Fatalf("%d publishes reached Kafka, want 5", n)
+	}
 	if n := limits.Hits(core.LimitPublishRate, auth.ProtocolMQTT); n != 3 {
 		t.Fatalf("%d refusals counted, want 3", n)
 	}

@@ -35,7 +35,14 @@ func (c *conn) publish(pk packets.Packet) {
 		c.refusePublish(pk, *refused, refused.Reason)
 		return
 	}
-	if _, err := srv.node.Limits.Take(c.rate, auth.ProtocolMQTT); err != nil {
+	if !c.v5 {
+		// MQTT 3.1.1 cannot refuse a publish without disconnecting (and the
+		// client would send it again): past the rate, the connection is not
+		// read until the publish is within it.
+		if wait := srv.node.Limits.Throttle(c.rate, auth.ProtocolMQTT); wait > 0 {
+			time.Sleep(wait)
+		}
+	} else if _, err := srv.node.Limits.Take(c.rate, auth.ProtocolMQTT); err != nil {
 		code := codeFor(err)
 		c.refusePublish(pk, code, code.Reason)
 		return
