@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 )
 
 // kedgeBin is the binary under test, built by TestMain.
@@ -36,8 +37,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building kedge:", err)
 		os.Exit(1)
 	}
+	before := goleak.IgnoreCurrent()
 	code := m.Run()
 	os.RemoveAll(dir)
+	// Every client goroutine a test started (readers, SSE and MQTT clients,
+	// process log readers) must be gone once its test has cleaned up.
+	if code == 0 {
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,7 +21,9 @@ import (
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // writeCertPair writes a self-signed certificate for 127.0.0.1 named name,
@@ -260,6 +263,50 @@ func TestConnectionAndRateLimitsAcrossProtocols(t *testing.T) {
 	} {
 		if !hasPositive(metrics, series) {
 			t.Errorf("%s is not positive:\n%s", series, grepLines(metrics, "kedge_limit_refusals_total"))
+		}
+	}
+}
+
+// A kedge process on a Kafka that requires SASL (SCRAM-SHA-512) over TLS,
+// configured with Kafka's own property names: WebSocket publishes reach
+// Kafka, and records from the outside world reach WebSocket subscribers.
+func TestKedgeOnSASLSSLKafka(t *testing.T) {
+	certFile, keyFile := writeCertPair(t, t.TempDir(), "broker")
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := startBroker(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "kedge", "s3cret"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}))
+	addr := broker.ListenAddrs()[0]
+	n := startKedge(t, "kafka.bootstrap.servers="+addr, "kafka.security.protocol=SASL_SSL",
+		"kafka.sasl.mechanism=SCRAM-SHA-512", "kafka.sasl.username=kedge", "kafka.sasl.password=s3cret",
+		"kafka.ssl.ca.location="+certFile)
+	pool := x509.NewCertPool()
+	pool.AddCert(pair.Leaf)
+	outside := kafkaClient(t, addr, kgo.SASL(scram.Auth{User: "kedge", Pass: "s3cret"}.AsSha512Mechanism()),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+
+	ws := dialWS(t, n.WS())
+	ws.subscribe("/secure/in")
+	produce(t, outside, &kgo.Record{Topic: "secure", Key: []byte("in"), Value: []byte("from outside")})
+	if m := wsMessage(ws); m["payload"] != "from outside" {
+		t.Fatalf("got %v", m)
+	}
+	id := ws.send(map[string]any{"op": "publish", "subject": "/secure/out", "payload": "from kedge"})
+	if m := ws.expect("ack", id); m["position"] == nil {
+		t.Fatalf("ack %v", m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cons := kafkaClient(t, addr, append(outside.Opts(), kgo.ConsumeTopics("secure"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	for found := false; !found; {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("kedge's publish is not in Kafka")
+		}
+		for _, r := range fs.Records() {
+			found = found || string(r.Key) == "out" && string(r.Value) == "from kedge"
 		}
 	}
 }
