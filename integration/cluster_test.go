@@ -120,7 +120,7 @@ func TestClusterMQTTPublishReachesWSAndSSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := c.Subscribe(ctx, "/cluster/+", func(m client.Message) { wsGot.add(t, m.Subject, string(m.Payload)) },
 		client.SubscribeOptions{NoSnapshot: true, OnReset: func(r string) { t.Errorf("WebSocket reset: %s", r) }}); err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func (b *balancer) track(c net.Conn, on bool) {
 func (b *balancer) pipe(c net.Conn) {
 	b.track(c, true)
 	defer b.track(c, false)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	b.mu.Lock()
 	backends := slices.Clone(b.backends)
 	b.mu.Unlock()
@@ -238,7 +238,7 @@ func (b *balancer) pipe(c net.Conn) {
 	}
 	b.track(up, true)
 	defer b.track(up, false)
-	defer up.Close()
+	defer func() { _ = up.Close() }()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
@@ -284,7 +284,7 @@ func testNodeStopped(t *testing.T, kill bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer wsc.Close()
+	defer func() { _ = wsc.Close() }()
 	if _, err := wsc.Subscribe(ctx, "/stream/+", func(m client.Message) { wsGot.add(t, m.Subject, string(m.Payload)) },
 		client.SubscribeOptions{NoSnapshot: true, OnReset: func(r string) { t.Errorf("WebSocket reset: %s", r) }}); err != nil {
 		t.Fatal(err)
@@ -307,7 +307,7 @@ func testNodeStopped(t *testing.T, kill bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
+	defer func() { _ = pub.Close() }()
 	third := make(chan struct{})
 	published := make(chan error, 1)
 	go func() {

@@ -72,7 +72,7 @@ func mqttSubscriberSession(ctx context.Context, addr, clientID string, first boo
 		return err
 	}
 	gate := &ackGate{SessionManager: state.NewInMemory(), t: t}
-	defer gate.Close()
+	defer func() { _ = gate.Close() }()
 	c := paho.NewClient(paho.ClientConfig{
 		Conn:    &gracefulConn{TCPConn: nc.(*net.TCPConn)},
 		Session: gate,
@@ -129,8 +129,8 @@ type gracefulConn struct {
 
 func (c *gracefulConn) Close() error {
 	c.once.Do(func() {
-		_ = c.TCPConn.CloseWrite()
-		_ = c.TCPConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, _ = io.Copy(io.Discard, c.TCPConn)
 		c.err = c.TCPConn.Close()
 	})
