@@ -53,7 +53,7 @@ func dialWSHeader(t testing.TB, url string, h http.Header) *wsClient {
 	}
 	c := &wsClient{t: t, conn: conn, frames: make(chan map[string]any, 100000), closed: make(chan struct{})}
 	go c.read()
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	return c
 }
 
@@ -104,7 +104,7 @@ func openSSEClient(t testing.TB, hc *http.Client, rawURL string, h http.Header) 
 	}
 	go func() {
 		defer close(s.done)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 4096), 1<<20)
 		var ev authSSEEvent
@@ -343,7 +343,7 @@ func postJSONAuth(t *testing.T, rawURL, tok, body string) (int, map[string]any) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -87,7 +87,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -95,7 +95,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 func rawWS(t *testing.T, n *node) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c := dialTCP(t, n.HTTP)
-	fmt.Fprintf(c, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+	_, _ = fmt.Fprintf(c, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", n.HTTP)
 	br := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -248,7 +248,7 @@ func TestBadInputMatrix(t *testing.T) {
 		}},
 		{"ws slowloris handshake", func(t *testing.T) {
 			c := dialTCP(t, n.HTTP)
-			fmt.Fprintf(c, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n", n.HTTP)
+			_, _ = fmt.Fprintf(c, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n", n.HTTP)
 			if _, took := closedWithin(t, c, 5*time.Second); took < 900*time.Millisecond {
 				t.Fatalf("closed after %v, before http.handshake.timeout", took)
 			}
@@ -299,7 +299,7 @@ func TestBadInputMatrix(t *testing.T) {
 		}},
 		{"http publish truncated body", func(t *testing.T) {
 			c := dialTCP(t, n.HTTP)
-			fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"subject\":\"/bad/x\"")
+			_, _ = fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"subject\":\"/bad/x\"")
 			_ = c.(*net.TCPConn).CloseWrite()
 			b, _ := closedWithin(t, c, 5*time.Second)
 			if !strings.HasPrefix(string(b), "HTTP/1.1 400") || !strings.Contains(string(b), `"code":"invalid_json"`) {
@@ -308,7 +308,7 @@ func TestBadInputMatrix(t *testing.T) {
 		}},
 		{"http publish slowloris body", func(t *testing.T) {
 			c := dialTCP(t, n.HTTP)
-			fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"sub")
+			_, _ = fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"sub")
 			b, took := closedWithin(t, c, 5*time.Second)
 			if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), `"code":"request_timeout"`) || took < 900*time.Millisecond {
 				t.Fatalf("after %v: %q", took, b)
@@ -317,7 +317,7 @@ func TestBadInputMatrix(t *testing.T) {
 		{"http oversized headers", func(t *testing.T) {
 			c := dialTCP(t, n.HTTP)
 			go func() {
-				fmt.Fprintf(c, "GET /v1/sse?subject=/bad/x HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 2<<20))
+				_, _ = fmt.Fprintf(c, "GET /v1/sse?subject=/bad/x HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 2<<20))
 			}()
 			b, _ := closedWithin(t, c, 5*time.Second)
 			if !strings.HasPrefix(string(b), "HTTP/1.1 431") {
@@ -339,7 +339,7 @@ func TestBadInputMatrix(t *testing.T) {
 		}},
 		{"mqtt HTTP on the MQTT port", func(t *testing.T) {
 			c := dialTCP(t, n.MQTT)
-			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			_, _ = fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			closedWithin(t, c, 5*time.Second)
 		}},
 		{"mqtt TLS ClientHello on the plain port", func(t *testing.T) {
@@ -385,7 +385,7 @@ func TestBadInputMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ws.Close()
+			defer func() { _ = ws.Close() }()
 			_ = ws.WriteMessage(websocket.TextMessage, []byte("not mqtt"))
 			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 			_, _, err = ws.ReadMessage()

@@ -65,7 +65,7 @@ func servedName(t *testing.T, addr string) string {
 	if err != nil {
 		t.Fatalf("TLS dial %s: %v", addr, err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
 
@@ -100,7 +100,7 @@ func TestTLSListenersReloadCertificates(t *testing.T) {
 	}
 	ws := &wsClient{t: t, conn: wsConn, frames: make(chan map[string]any, 1000), closed: make(chan struct{})}
 	go ws.read()
-	t.Cleanup(func() { wsConn.Close() })
+	t.Cleanup(func() { _ = wsConn.Close() })
 	ws.subscribe("/tls/k")
 	sse := openSSEClient(t, &http.Client{Transport: hc.Transport}, "https://"+n.HTTP+"/v1/sse?subject=/tls/k&snapshot=false", nil)
 	if sse.status != 200 {
@@ -179,7 +179,7 @@ func httpsGet(t *testing.T, hc *http.Client, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
@@ -190,7 +190,7 @@ func postJSONClient(t *testing.T, hc *http.Client, url, body string) (int, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }

@@ -148,7 +148,7 @@ func TestSecurityProtocolsEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer prod.Close(context.Background())
+			defer func() { _ = prod.Close(context.Background()) }()
 			subj, _ := core.ParseSubject("/secure/k1")
 			if _, err := publishSync(prod, core.Publication{Subject: subj, Payload: []byte("from kedge")}); err != nil {
 				t.Fatalf("publish through %s: %v", tc.name, err)
@@ -195,7 +195,7 @@ func TestSecurityRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer prod.Close(context.Background())
+			defer func() { _ = prod.Close(context.Background()) }()
 			subj, _ := core.ParseSubject("/refused/k1")
 			_, err = publishSync(prod, core.Publication{Subject: subj, Payload: []byte("x")})
 			if err == nil {

@@ -42,7 +42,7 @@ func TestHandshakeTimeoutsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Close()
+	defer func() { _ = slow.Close() }()
 	_, _ = io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(slow); err != nil {

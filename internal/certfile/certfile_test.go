@@ -64,7 +64,7 @@ func served(t *testing.T, addr string) string {
 	if err != nil {
 		t.Fatalf("TLS dial: %v", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
 
@@ -88,7 +88,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) string {
 			_ = c.Close()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	t.Cleanup(func() { _ = ln.Close(); <-done })
 	return ln.Addr().String()
 }
 

@@ -99,7 +99,7 @@ func FuzzWireMQTT(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		_, _ = nc.Write(data)
 		_ = nc.(*net.TCPConn).CloseWrite()
 		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -103,8 +103,8 @@ func TestPublishSlowBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	fmt.Fprintf(nc, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"subject\":")
+	defer func() { _ = nc.Close() }()
+	_, _ = fmt.Fprintf(nc, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"subject\":")
 	_ = nc.SetReadDeadline(time.Now().Add(waitFor))
 	b, _ := io.ReadAll(nc)
 	if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), `"code":"request_timeout"`) {

@@ -20,13 +20,14 @@ func (h *harness) dialRefused(header http.Header, status int, code string) map[s
 	h.t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(h.url, header)
 	if err == nil {
-		ws.Close()
+		_ = ws.Close()
 		h.t.Fatalf("upgraded; want %d %s", status, code)
 	}
 	if resp == nil {
 		h.t.Fatalf("no HTTP answer: %v", err)
+		return nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	var body map[string]string
 	if resp.StatusCode != status || json.Unmarshal(b, &body) != nil || body["code"] != code || body["message"] == "" {
@@ -51,7 +52,7 @@ func TestOriginNotAllowed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("origin %q refused: %v", origin, err)
 		}
-		ws.Close()
+		_ = ws.Close()
 	}
 }
 
@@ -75,7 +76,7 @@ func TestConnectionLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.ws.Close()
+	_ = a.ws.Close()
 	eventually(t, waitFor, "the closed connection to be released", func() bool { return limits.Open() == 2 })
 	h.dial().ping() // a's slot is free again
 	h.dialRefused(nil, http.StatusServiceUnavailable, "server_full")

@@ -70,7 +70,7 @@ func FuzzWireFrames(f *testing.F) {
 	h := newHarness(f, Config{MaxPayload: 1024, PingInterval: time.Hour})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nc, br := handshake(t, h.ts.Listener.Addr().String())
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		// The server may close while we still write: that is fine.
 		_, _ = nc.Write(data)
 		_ = nc.(*net.TCPConn).CloseWrite()
@@ -121,17 +121,17 @@ func handshake(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+	_, _ = fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
 	br := bufio.NewReader(nc)
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		nc.Close()
+		_ = nc.Close()
 		t.Fatal(err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		nc.Close()
+		_ = nc.Close()
 		t.Fatalf("handshake: %s", resp.Status)
 	}
 	return nc, br
