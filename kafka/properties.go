@@ -361,19 +361,29 @@ func (o Options) validate() error {
 	return nil
 }
 
-// checkBroker accepts host:port, or a host alone (franz-go adds port 9092).
+// checkBroker accepts host:port ([v6::addr]:port), or a host alone
+// (franz-go adds port 9092), and only what franz-go itself parses.
 func checkBroker(s string) error {
 	_, port, err := net.SplitHostPort(s)
 	var ae *net.AddrError
 	switch {
 	case errors.As(err, &ae) && ae.Err == "missing port in address":
-		return nil
+		if _, _, err := net.SplitHostPort(s + ":9092"); err != nil {
+			return fmt.Errorf("%q is not host:port: %v", s, err)
+		}
 	case err != nil:
 		return fmt.Errorf("%q is not host:port: %v", s, err)
+	default:
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: the port must be 1 to 65535", s)
+		}
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q: the port must be 1 to 65535", s)
+	// Building a client parses its seeds and dials nothing.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a broker address: %v", s, err)
 	}
+	cl.Close()
 	return nil
 }
 

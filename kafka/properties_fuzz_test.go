@@ -50,3 +50,13 @@ func FuzzParseProperties(f *testing.F) {
 		}
 	})
 }
+
+// Broker addresses franz-go takes are accepted: host:port, a host alone,
+// and bracketed IPv6 with or without a port.
+func TestBootstrapServersAccepted(t *testing.T) {
+	for _, s := range []string{"[::1]:9092", "[::1]", "k1", "k1:9093,k2:9094", "10.0.0.1:1", " k1:9092 , k2 "} {
+		if _, err := ParseProperties(map[string]string{"bootstrap.servers": s}); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+}

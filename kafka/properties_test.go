@@ -535,6 +535,8 @@ func TestInvalidValues(t *testing.T) {
 		{name: "bootstrap.servers", value: "k1:1:2", want: `"k1:1:2" is not host:port`},
 		{name: "bootstrap.servers", value: "k1:99999", want: `"k1:99999": the port must be 1 to 65535`},
 		{name: "bootstrap.servers", value: "k1:x"},
+		{name: "bootstrap.servers", value: "[", want: `"[" is not host:port`},
+		{name: "bootstrap.servers", value: "[::1", want: "is not host:port"},
 		{name: "sasl.mechanism", value: "GSSAPI", with: saslOn, want: "is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{name: "sasl.mechanism", value: "OAUTHBEARER", with: saslOn},
 		{name: "compression.type", value: "brotli", want: `"brotli" is not none, gzip, snappy, lz4 or zstd`},
