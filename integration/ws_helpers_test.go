@@ -117,6 +117,25 @@ func (c *wsClient) expect(op string, id float64) map[string]any {
 	return m
 }
 
+// ackAndMessage reads the ack of publish id and the message with payload
+// coming back from Kafka, which a subscriber of the subject gets in either
+// order: the producer's answer and the consumer's fetch race.
+func (c *wsClient) ackAndMessage(id float64, payload string) (ack, msg map[string]any) {
+	c.t.Helper()
+	for ack == nil || msg == nil {
+		m := c.next(10 * time.Second)
+		switch {
+		case ack == nil && m["op"] == "ack" && m["id"] == id:
+			ack = m
+		case msg == nil && m["op"] == "message" && m["payload"] == payload:
+			msg = m
+		default:
+			c.t.Fatalf("want the ack of publish %v and message %q, got %v", id, payload, m)
+		}
+	}
+	return ack, msg
+}
+
 // quiet asserts no frame arrives within d.
 func (c *wsClient) quiet(d time.Duration) {
 	c.t.Helper()

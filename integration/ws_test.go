@@ -233,10 +233,7 @@ func TestBadRequestsGetErrorsAndConnectionSurvives(t *testing.T) {
 	}
 	c.subscribe("/demo/k1")
 	id := c.send(map[string]any{"op": "publish", "subject": "/demo/k1", "payload": "still here"})
-	c.expect("ack", id)
-	if m := c.expect("message", 0); m["payload"] != "still here" {
-		t.Fatalf("got %v", m)
-	}
+	c.ackAndMessage(id, "still here")
 }
 
 // A node started after records were produced serves their snapshots.
@@ -325,8 +322,7 @@ func TestMetrics(t *testing.T) {
 	c := dialWS(t, n.WS())
 	c.subscribe("/demo/k1")
 	id := c.send(map[string]any{"op": "publish", "subject": "/demo/k1", "payload": "m"})
-	c.expect("ack", id)
-	c.expect("message", 0)
+	c.ackAndMessage(id, "m")
 	code, body := httpGet("http://" + n.HTTP + "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics %d", code)
