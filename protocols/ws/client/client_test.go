@@ -631,3 +631,16 @@ func TestPublishHTMLPayloadWithinMaxPayload(t *testing.T) {
 		t.Fatalf("publishing %d bytes of HTML (server MaxPayload 65536): %v", len(payload), err)
 	}
 }
+
+// Which close codes bring the client back: the same rule as the TypeScript
+// client's (closeCode in protocols/ws/js/src/index.ts).
+func TestCloseErrorReconnect(t *testing.T) {
+	for code, want := range map[int]bool{
+		1000: true, 1001: true, 1006: true, 1011: true, 4000: true, 4001: true, 4499: true,
+		1009: false, 4500: false, 4501: false, 4502: false, 4999: false,
+	} {
+		if got := (&client.CloseError{Code: code}).Reconnect(); got != want {
+			t.Errorf("close %d: Reconnect() = %v, want %v", code, got, want)
+		}
+	}
+}

@@ -31,8 +31,16 @@ func (e *CloseError) Error() string {
 }
 
 // Reconnect reports whether the code asks the client to come back: codes
-// below 4500 (and the WebSocket ones) do; 4500–4999 mean "change something".
-func (e *CloseError) Reconnect() bool { return e.Code < 4500 }
+// below 4500 (and the WebSocket ones) do; 4500–4999 mean "change something",
+// and so does 1009, which kedge's WebSocket library sends for a frame over
+// the read limit (the same as 4501): sending it again would fail again. The
+// TypeScript client decides alike.
+func (e *CloseError) Reconnect() bool {
+	return e.Code < 4500 && e.Code != closeMessageTooBig
+}
+
+// closeMessageTooBig is RFC 6455's 1009.
+const closeMessageTooBig = 1009
 
 // Sentinel errors.
 var (
