@@ -93,6 +93,7 @@ func defaultConfig() *Config {
 	c.MQTT.MaxSessionExpiry = time.Hour
 	c.MQTT.SessionQueueSize = 256 << 10
 	c.MQTT.MaxOfflineSessions = 10000
+	c.MQTT.SessionsTopic = "__kedge_mqtt_sessions"
 	return c
 }
 
@@ -185,6 +186,7 @@ func fields(c *Config) map[string]any {
 		"mqtt.max.session.expiry":       c.MQTT.MaxSessionExpiry,
 		"mqtt.session.queue.size":       c.MQTT.SessionQueueSize,
 		"mqtt.max.offline.sessions":     c.MQTT.MaxOfflineSessions,
+		"mqtt.sessions.topic":           c.MQTT.SessionsTopic,
 	}
 }
 

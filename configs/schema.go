@@ -147,6 +147,7 @@ type Config struct {
 		MaxSessionExpiry   time.Duration
 		SessionQueueSize   int64
 		MaxOfflineSessions int
+		SessionsTopic      string
 	}
 }
 
@@ -344,6 +345,9 @@ var Keys = []Key{
 	{Name: "mqtt.max.offline.sessions", Kind: Int, Default: 10000, Min: 1,
 		Doc: "Most persistent sessions kept for absent clients; past it the one absent longest is reset.",
 		set: func(c *Config, v any) { c.MQTT.MaxOfflineSessions = v.(int) }},
+	{Name: "mqtt.sessions.topic", Kind: String, Default: "__kedge_mqtt_sessions",
+		Doc: "Compacted Kafka topic (created if missing) where persistent sessions keep their subscriptions and positions, so that a client may come back to any node; empty keeps sessions on their node.",
+		set: func(c *Config, v any) { c.MQTT.SessionsTopic = v.(string) }},
 
 	{Name: "auth.mode", Kind: List, Default: []string{"allow-all"},
 		Doc: "Authenticators tried in order: static, jwt, webhook; or allow-all alone (development only: every client may do everything, and the start-up log says so).",

@@ -27,6 +27,8 @@ type mqtt3 struct {
 	c    paho3.Client
 	msgs chan mqttMsg
 	lost chan error
+	// present is CONNACK's session present flag.
+	present bool
 }
 
 func dialMQTT3(t testing.TB, broker, id string, clean bool) *mqtt3 {
@@ -40,9 +42,11 @@ func dialMQTT3(t testing.TB, broker, id string, clean bool) *mqtt3 {
 		SetDefaultPublishHandler(handler).SetMessageChannelDepth(100000).
 		SetConnectionLostHandler(func(_ paho3.Client, err error) { m.lost <- err })
 	m.c = paho3.NewClient(opts)
-	if tok := m.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	tok := m.c.Connect()
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("MQTT connect to %s: %v", broker, tok.Error())
 	}
+	m.present = tok.(*paho3.ConnectToken).SessionPresent()
 	t.Cleanup(func() { m.c.Disconnect(0) })
 	return m
 }

@@ -97,6 +97,10 @@ func (s *server) metricsHandler() http.Handler {
 	counter("kedge_mqtt_denied_total", "MQTT connects, subscriptions and publishes refused by authentication or authorization.", mqttStat(func(st mqtt.Stats) int64 { return st.Denied }))
 	counter("kedge_mqtt_malformed_total", "MQTT connections closed for a packet the decoder could not take.", mqttStat(func(st mqtt.Stats) int64 { return st.Malformed }))
 	counter("kedge_mqtt_token_expired_total", "MQTT clients disconnected because their credentials expired.", mqttStat(func(st mqtt.Stats) int64 { return st.TokenExpired }))
+	counter("kedge_mqtt_sessions_taken_over_total", "Persistent MQTT sessions resumed from the sessions topic (made on another node).", mqttStat(func(st mqtt.Stats) int64 { return st.TakenOver }))
+	counter("kedge_mqtt_sessions_moved_total", "Persistent MQTT sessions ended on this node because another node took them over.", mqttStat(func(st mqtt.Stats) int64 { return st.MovedAway }))
+	counter("kedge_mqtt_session_checkpoints_total", "MQTT session records written to the sessions topic.", mqttStat(func(st mqtt.Stats) int64 { return st.Checkpoints }))
+	counter("kedge_mqtt_session_checkpoint_errors_total", "MQTT session records that could not be written to the sessions topic.", mqttStat(func(st mqtt.Stats) int64 { return st.CheckpointErrs }))
 
 	src, hub := s.source, s.hub
 	counter("kedge_messages_in_total", "Records consumed from Kafka.", wsStat(func() int64 { return src.Stats().Records }))

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +100,11 @@ type server struct {
 	http     *http.Server
 	limits   *core.Limits
 	cert     *certfile.Reloader // the HTTP listener's certificate; nil without TLS
+	// sessions keeps MQTT persistent sessions (mqtt.sessions.topic); nil: off.
+	sessions     *kafka.Table
+	stopSessions context.CancelFunc
+	sessionsDone chan struct{}
+	instanceName string
 }
 
 // runServer starts every part, serves until ctx ends, then shuts down in
@@ -121,6 +128,12 @@ func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, lo
 		return err
 	}
 	s.announce(ln.Addr().String(), kopts)
+	if s.sessions != nil {
+		var tctx context.Context
+		tctx, s.stopSessions = context.WithCancel(context.Background())
+		s.sessionsDone = make(chan struct{})
+		go func() { s.sessions.Run(tctx); close(s.sessionsDone) }()
+	}
 
 	srcCtx, stopSource := context.WithCancel(context.Background())
 	srcDone := make(chan struct{})
@@ -194,6 +207,9 @@ func (s *server) start(kopts kafka.Options) error {
 		MaxSubscriptions: cfg.SSE.MaxSubscriptions, MaxPayload: int(cfg.HTTP.PublishMaxPayload),
 		Origins: origins, BodyTimeout: cfg.HTTP.HandshakeTimeout, TokenParam: cfg.Auth.TokenParam, Logger: s.log,
 	})
+	if err := s.startSessions(kopts); err != nil {
+		return err
+	}
 	if err := s.startMQTT(node, origins); err != nil {
 		return err
 	}
@@ -223,11 +239,52 @@ func (s *server) warnLimits() {
 	}
 }
 
+// sessionsMaxMemory bounds the in-memory index of the MQTT sessions topic.
+const sessionsMaxMemory = 256 << 20
+
+// startSessions creates the MQTT sessions topic if needed and its table;
+// runServer starts reading it.
+func (s *server) startSessions(kopts kafka.Options) error {
+	topic := s.cfg.MQTT.SessionsTopic
+	if topic == "" {
+		return nil
+	}
+	t, err := kafka.NewTable(kopts, kafka.TableConfig{Topic: topic, Node: s.instance(),
+		MaxMemory: sessionsMaxMemory, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("mqtt.sessions.topic: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := t.Start(ctx); err != nil {
+		_ = t.Close(ctx)
+		return fmt.Errorf("mqtt.sessions.topic: %w", err)
+	}
+	s.sessions = t
+	return nil
+}
+
+// instance names this run of the node in the versions of shared records:
+// the node's name and a random suffix, so that nodes sharing a host name
+// (or a node restarted) never write under one name.
+func (s *server) instance() string {
+	if s.instanceName == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		s.instanceName = nodeName(s.cfg) + "-" + hex.EncodeToString(b[:])
+	}
+	return s.instanceName
+}
+
 // startMQTT creates the MQTT server; runServer starts its listener.
 func (s *server) startMQTT(node *core.Node, origins *auth.Origins) error {
 	m := s.cfg.MQTT
 	if p := m.WSPath; p != "" && (p[0] != '/' || p == s.cfg.WS.Path) {
 		return fmt.Errorf("mqtt.ws.path %q: must start with '/' and differ from ws.path", p)
+	}
+	var sessions core.Table // not a nil *kafka.Table
+	if s.sessions != nil {
+		sessions = s.sessions
 	}
 	var err error
 	s.mqtt, err = mqtt.NewServer(node, mqtt.Config{
@@ -237,6 +294,7 @@ func (s *server) startMQTT(node *core.Node, origins *auth.Origins) error {
 		MaxSubscriptions: m.MaxSubscriptions, MaxSessionExpiry: m.MaxSessionExpiry,
 		SessionQueueSize: int(m.SessionQueueSize), MaxOfflineSessions: m.MaxOfflineSessions,
 		TokenParam: s.cfg.Auth.TokenParam, Origins: origins, Logger: s.log,
+		NodeName: s.instance(), Sessions: sessions,
 	})
 	return err
 }
@@ -309,6 +367,7 @@ func (s *server) shutdown(stopSource context.CancelFunc, srcDone <-chan struct{}
 	}
 	s.ws.Shutdown(ctx)
 	s.mqtt.Shutdown(ctx)
+	s.closeSessions(ctx)
 	if err := s.producer.Flush(ctx); err != nil {
 		s.log.Error("producer flush incomplete: some publishes got no acknowledgement", "err", err)
 	}
@@ -316,11 +375,28 @@ func (s *server) shutdown(stopSource context.CancelFunc, srcDone <-chan struct{}
 	<-srcDone
 }
 
+// closeSessions writes what the sessions table was handed (the MQTT
+// sessions' last records) and stops reading it.
+func (s *server) closeSessions(ctx context.Context) {
+	if s.sessions == nil {
+		return
+	}
+	if err := s.sessions.Close(ctx); err != nil {
+		s.log.Warn("mqtt sessions topic: some session records were not written", "err", err)
+	}
+	if s.stopSessions != nil {
+		s.stopSessions()
+		<-s.sessionsDone
+	}
+	s.sessions = nil
+}
+
 // close releases what start acquired, in reverse order.
 func (s *server) close() {
 	if s.mqtt != nil { // after a failed start; after shutdown it does nothing
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		s.mqtt.Shutdown(ctx)
+		s.closeSessions(ctx)
 		cancel()
 	}
 	if s.audit != nil { // flush audit events to Kafka before the producer goes

@@ -36,6 +36,7 @@ type conn struct {
 	ctrlBytes int
 	writing   bool // the writer goroutine runs
 	held      bool // a SUBSCRIBE is being handled: deliveries wait for its SUBACK
+	stopped   bool // the server shuts down: no more deliveries
 	finishing bool // close once ctrl is written; no more deliveries
 	dead      bool // closed, or writing failed
 	resend    int  // session.inflight entries to write again (DUP) first
@@ -87,7 +88,7 @@ func (c *conn) pending() bool {
 		return true
 	}
 	s := c.sess
-	if c.held || s.conn != c {
+	if c.held || c.stopped || s.conn != c {
 		return false
 	}
 	if c.resend > 0 {
@@ -140,7 +141,7 @@ func (c *conn) collect() {
 	clear(c.ctrl)
 	c.ctrl, c.ctrlBytes = c.ctrl[:0], 0
 	s := c.sess
-	if c.finishing || c.dead || c.held || s.conn != c {
+	if c.finishing || c.dead || c.held || c.stopped || s.conn != c {
 		return
 	}
 	c.resend = min(c.resend, len(s.inflight))
@@ -156,6 +157,9 @@ func (c *conn) collect() {
 		}
 		dd := s.q.pop()
 		s.queued -= dd.size()
+		if !dd.retain && (dd.qos == 0 || c.maxOut > 0 && publishSize(dd.enc, dd.qos) > c.maxOut) {
+			s.advanceLocked(dd.sub, dd.pos) // QoS 0: the client has what was written
+		}
 		if c.maxOut > 0 && publishSize(dd.enc, dd.qos) > c.maxOut {
 			c.srv.stats.tooLarge.Add(1) // MQTT 5: discarded as if delivered
 			continue

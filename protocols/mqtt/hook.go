@@ -105,7 +105,9 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	c := connOf(cl)
 	h.srv.beginEstablish(c, cl.ID)
 	h.srv.awaitPrevious(cl.ID)
-	h.srv.attach(c, cl.ID, pk.Connect.Clean)
+	clean := pk.Connect.Clean
+	rec, sr := h.srv.lookup(cl.ID, !clean && !h.srv.hasLocal(c, cl.ID))
+	h.srv.attach(c, cl.ID, clean, rec, sr)
 	if c.present {
 		c.recheck()
 	}

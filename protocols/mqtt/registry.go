@@ -3,6 +3,8 @@ package mqtt
 import (
 	"strings"
 	"time"
+
+	"github.com/kedgehq/kedge/core"
 )
 
 // Sessions by client identifier. Lock order: Server.mu, then session.mu;
@@ -83,15 +85,26 @@ func (s *Server) awaitPrevious(id string) {
 // has ended (reset), or the client now speaks another MQTT generation; a
 // connection still attached to it is taken over (mochi disconnects it with
 // "session taken over", 0x8E).
-func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
+//
+// With a sessions table (persist.go), a client without a session here
+// resumes the table's record of it (rec, sr; see lookup) when the owner and
+// MQTT generation match: its subscriptions are made again from their
+// cursors. A new session's version is above every earlier one of the
+// identifier, so its record (or tombstone) supersedes theirs everywhere.
+func (s *Server) attach(c *conn, id string, clean bool, rec core.TableRecord, sr *sessionRecord) (*session, bool) {
 	var stale *session
 	var staleWill *will
+	gen := rec.Version.Gen
+	staleRecorded := false
 	s.mu.Lock()
 	ss := s.sessions[id]
 	if ss != nil {
 		ss.mu.Lock()
 		if clean || ss.ended || ss.v5 != c.v5 || ss.owner != c.owner() {
+			gen = max(gen, ss.ver.Gen)
+			staleRecorded = ss.persist || ss.recorded
 			ss.conn = nil
+			ss.moved = ss.moved || s.table != nil && !ss.ended // the new session writes the record
 			ss.endLocked()
 			ss.mu.Unlock()
 			staleWill = s.forget(ss)
@@ -99,8 +112,15 @@ func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
 		}
 	}
 	present := ss != nil
+	var restore *sessionRecord
 	if ss == nil {
-		ss = &session{srv: s, id: strings.Clone(id), v5: c.v5, owner: c.owner()}
+		ss = &session{srv: s, id: strings.Clone(id), v5: c.v5, owner: c.owner(),
+			ver: core.Version{Gen: gen + 1, Node: s.cfg.NodeName}}
+		if sr != nil && !clean && sr.Owner == ss.owner && sr.V5 == c.v5 {
+			restore, present = sr, true
+		}
+		// An earlier session's record is superseded: by this one's, or by a tombstone.
+		ss.recorded = rec.Value != nil || staleRecorded
 		s.sessions[ss.id] = ss
 		ss.mu.Lock()
 	}
@@ -108,6 +128,15 @@ func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
 	c.sess, c.present = ss, present
 	c.resend = len(ss.inflight)
 	s.online(ss)
+	if s.table != nil {
+		ss.keep = s.sessionExpiry(c.cl)
+		if !c.v5 && clean {
+			ss.keep = 0
+		}
+		ss.persist = ss.keep > 0 || restore != nil
+		ss.drop = !ss.persist && ss.recorded
+		ss.markLocked(true)
+	}
 	ss.mu.Unlock()
 	s.mu.Unlock()
 	if stale != nil {
@@ -115,6 +144,9 @@ func (s *Server) attach(c *conn, id string, clean bool) (*session, bool) {
 	}
 	if staleWill != nil {
 		s.publishWill(staleWill)
+	}
+	if restore != nil {
+		s.restore(c, ss, restore)
 	}
 	return ss, present
 }
@@ -187,6 +219,8 @@ func (s *Server) disconnected(c *conn, abnormal, expire bool, expiry time.Durati
 		ss.mu.Unlock()
 		endWill = s.forget(ss)
 	} else {
+		ss.keep = expiry
+		ss.markLocked(true) // the final positions
 		ss.mu.Unlock()
 		s.goOffline(ss, expiry)
 		if w != nil && w.delay > 0 {

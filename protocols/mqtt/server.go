@@ -68,7 +68,14 @@ type Config struct {
 	// Origins decides which browser pages may use MQTT over WebSocket (the
 	// upgrade's Origin header); nil allows any.
 	Origins *auth.Origins
-	Logger  *slog.Logger
+	// Sessions, when set, keeps persistent sessions' records so that a
+	// client may resume its session on any node (persist.go); nil keeps
+	// sessions on the node that made them. The server sets its Watch.
+	Sessions core.Table
+	// NodeName names this node in the records' versions; it must differ
+	// between the nodes sharing Sessions.
+	NodeName string
+	Logger   *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -97,6 +104,9 @@ func (c Config) withDefaults() Config {
 	c.MaxSessionExpiry = min(c.MaxSessionExpiry, math.MaxUint32*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.NodeName == "" {
+		c.NodeName = "kedge"
 	}
 	return c
 }
@@ -138,6 +148,10 @@ type Server struct {
 	writers sync.WaitGroup // writer goroutines
 	bg      sync.WaitGroup // session clean-ups started under Hub locks
 	stats   stats
+
+	table   core.Table // persistent sessions' records; nil: node-local sessions
+	ck      checkpoints
+	closing atomic.Bool // Shutdown began: sessions that end keep their records
 }
 
 type stats struct {
@@ -147,6 +161,8 @@ type stats struct {
 	resets, subResets, expired, undeliverable atomic.Int64
 	tooLarge, writeErrors, wills              atomic.Int64
 	denied, tokenExpired, malformed           atomic.Int64
+	takenOver, movedAway                      atomic.Int64
+	checkpoints, checkpointErrors             atomic.Int64
 }
 
 // NewServer returns an MQTT server over node; Start opens its TCP listener.
@@ -174,6 +190,10 @@ func NewServer(node *core.Node, cfg Config) (*Server, error) {
 		WriteBufferSize:  256, // gorilla writes only the handshake
 		Subprotocols:     []string{"mqtt", "mqttv3.1"},
 		CheckOrigin:      func(*http.Request) bool { return true },
+	}
+	if cfg.Sessions != nil {
+		s.table = cfg.Sessions
+		s.startCheckpoints()
 	}
 	s.broker = mochi.New(s.mochiOptions())
 	if err := s.broker.AddHook(&hook{srv: s}, nil); err != nil {
@@ -414,6 +434,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		return // shut down already
 	}
 	s.draining = true
+	s.closing.Store(true)
 	conns := make([]*conn, 0, len(s.conns))
 	sessions := make([]*session, 0, len(s.conns))
 	for c := range s.conns {
@@ -427,6 +448,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	for _, c := range conns {
 		c.pub.drain()
+	}
+	if s.table != nil {
+		s.stopDeliveries(ctx, conns, sessions)
 	}
 	for i, c := range conns {
 		waitGroup(ctx, &c.pub.wg)
@@ -446,6 +470,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.endAll()
 	s.writers.Wait()
 	s.bg.Wait()
+	s.stopCheckpoints(ctx)
 }
 
 // endAll ends every session and publishes the wills still waiting for
@@ -494,6 +519,10 @@ type Stats struct {
 	Denied          int64 // connects, subscriptions and publishes refused by authentication or authorization
 	TokenExpired    int64 // clients disconnected because their credentials expired
 	Malformed       int64 // connections closed for a packet mochi's decoder could not take
+	TakenOver       int64 // sessions resumed from the sessions table (made on another node, or before a restart)
+	MovedAway       int64 // sessions ended here because another node took them over
+	Checkpoints     int64 // session records written to the sessions table
+	CheckpointErrs  int64 // session records that could not be written
 }
 
 // Stats returns the server's counters.
@@ -512,5 +541,7 @@ func (s *Server) Stats() Stats {
 		Undeliverable: st.undeliverable.Load() + st.tooLarge.Load(), WriteErrors: st.writeErrors.Load(),
 		Wills: st.wills.Load(), Denied: st.denied.Load(), TokenExpired: st.tokenExpired.Load(),
 		Malformed: st.malformed.Load(),
+		TakenOver: st.takenOver.Load(), MovedAway: st.movedAway.Load(),
+		Checkpoints: st.checkpoints.Load(), CheckpointErrs: st.checkpointErrors.Load(),
 	}
 }

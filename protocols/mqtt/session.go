@@ -37,6 +37,17 @@ type session struct {
 	expirer   *time.Timer
 	will      *will // published when willTimer fires, unless the client is back
 	willTimer *time.Timer
+
+	// Its record in Server.table (persist.go); guarded by mu.
+	ver      core.Version  // the version its records carry
+	keep     time.Duration // how long it is kept while the client is away (the record's expiry)
+	persist  bool          // its record is kept up to date
+	recorded bool          // a record of it may be in the table: its end writes a tombstone
+	drop     bool          // a tombstone is to be written
+	moved    bool          // another node (or a newer session here) has it: write nothing more
+	dirty    bool          // in the checkpoint set
+	final    []byte        // its last record, encoded as it ended while the server shut down
+	wrote    time.Time     // when its record was last encoded
 }
 
 // subscription is one MQTT subscription of a session: the core
@@ -45,7 +56,12 @@ type subscription struct {
 	filter string
 	qos    byte
 	sub    *core.Subscription
+	topic  string
 	reset  string // guarded by session.mu: to be told on the next message (MQTT 5)
+	// have is what the client has of this subscription (guarded by
+	// session.mu): the cursor it started from, advanced by every QoS 1
+	// message it acknowledged and every QoS 0 message written to it.
+	have core.Cursor
 }
 
 // delivery is one message waiting to be written.
@@ -54,6 +70,7 @@ type delivery struct {
 	sub    *subscription // the subscription it is for
 	qos    byte
 	retain bool // a snapshot: MQTT's retained message
+	pos    core.Position
 }
 
 // deliveryOverhead approximates a queued delivery's own memory beside enc.
@@ -103,7 +120,7 @@ func (s *session) deliverLocked(sub *core.Subscription, m *core.Message, snapsho
 		}
 		t.reset = ""
 	}
-	d := delivery{enc: enc, sub: t, qos: t.qos, retain: snapshot}
+	d := delivery{enc: enc, sub: t, qos: t.qos, retain: snapshot, pos: m.Pos}
 	limit := s.srv.cfg.SessionQueueSize
 	if s.conn != nil {
 		limit = s.srv.cfg.WriteQueueSize
@@ -151,8 +168,14 @@ func (s *session) Reset(sub *core.Subscription, reason string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t := sub.Tag.(*subscription)
 	if s.v5 {
-		sub.Tag.(*subscription).reset = reason
+		t.reset = reason
+	}
+	if sub.HasStart { // what follows is live from here, after any snapshot
+		t.have = cloneCursor(sub.Start)
+	} else {
+		t.have = core.NewTopicCursor
 	}
 }
 
@@ -172,6 +195,9 @@ func (s *session) Close(d core.Disconnect) {
 
 // endLocked marks the session ended and drops what it holds; s.mu is held.
 func (s *session) endLocked() {
+	if !s.ended {
+		s.retireLocked()
+	}
 	s.ended = true
 	s.q.clear()
 	s.queued = 0
@@ -210,6 +236,9 @@ func (s *session) acked(c *conn, id uint16) {
 		}
 		if s.conn == c && i >= len(s.inflight)-c.resend {
 			c.resend-- // acknowledged before it was sent again
+		}
+		if d := s.inflight[i].d; !d.retain {
+			s.advanceLocked(d.sub, d.pos)
 		}
 		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 		if s.conn == c {

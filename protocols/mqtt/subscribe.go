@@ -43,7 +43,7 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	if qos == 0 {
 		mode = core.Standard
 	}
-	t := &subscription{filter: strings.Clone(f.Filter), qos: qos}
+	t := &subscription{filter: strings.Clone(f.Filter), qos: qos, topic: filter.Topic}
 	opts := core.SubscribeOptions{Mode: mode, Tag: t,
 		Snapshot: f.RetainHandling == 0 || f.RetainHandling == 1 && !existed}
 	t.sub = srv.node.Subscribe(s, filter, opts)
@@ -58,6 +58,12 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	}
 	prev := s.subs[t.filter]
 	s.subs[t.filter] = t
+	if t.sub.HasStart {
+		t.have = cloneCursor(t.sub.Start)
+	} else {
+		t.have = core.NewTopicCursor
+	}
+	s.markLocked(true)
 	s.mu.Unlock()
 	if prev != nil {
 		srv.node.Hub.Unsubscribe(prev.sub)
@@ -75,6 +81,9 @@ func (c *conn) unsubscribe(filter string) byte {
 	s.mu.Lock()
 	t := s.subs[filter]
 	delete(s.subs, filter)
+	if t != nil {
+		s.markLocked(true)
+	}
 	s.mu.Unlock()
 	if t == nil {
 		return packets.CodeNoSubscriptionExisted.Code
