@@ -8,8 +8,8 @@ import (
 )
 
 // `kedge bench verify` on a small run: three nodes; WebSocket, SSE and MQTT
-// subscribers that disconnect every ~200ms (WebSocket and SSE resume on
-// another node, MQTT on its session's node); messages published through
+// subscribers that disconnect every ~200ms and resume on another node (MQTT
+// with its persistent session); messages published through
 // WebSocket, HTTP and MQTT; and a report of zero lost, duplicated or
 // reordered messages for every protocol (the full 100,000-message run and
 // its output are in docs/verify.md).

@@ -112,7 +112,7 @@ var subscriberDrivers = []subscriberDriver{
 	{name: "sse", run: runSSESubscriber, // bench_verify_sse.go
 		reconnects: "to the next node, resuming from Last-Event-ID"},
 	{name: "mqtt", run: runMQTTSubscriber, // bench_verify_mqtt.go
-		reconnects: "to the same node, resuming its QoS 1 persistent session (MQTT sessions are node-local)"},
+		reconnects: "to the next node, resuming its QoS 1 persistent session (kept in mqtt.sessions.topic)"},
 }
 
 // publisherDriver connects one publisher of a protocol to a node.

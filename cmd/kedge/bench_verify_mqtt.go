@@ -25,14 +25,12 @@ const mqttSessionExpiry = 600
 // subscription in a persistent session, disconnecting at every churn and
 // coming back with clean start 0.
 //
-// kedge keeps an MQTT session in the node the client connected to
-// (docs/protocol-mqtt.md, Sessions): a client that comes back to another
-// node starts a new session there and misses what was published while it
-// was away. So this driver, unlike the WebSocket and SSE ones, comes back
-// to the same node every time: its numbers measure MQTT persistent
-// sessions across disconnects, not across nodes. A CONNACK with session
-// present 0 on a reconnect (the session was reset) and a kedge-reset user
-// property count as resets.
+// Like the WebSocket and SSE drivers, it comes back to the next node each
+// time: kedge keeps MQTT persistent sessions in Kafka
+// (docs/protocol-mqtt.md, Sessions on every node), so the session moves
+// with the client and resumes from the positions it acknowledged. A
+// CONNACK with session present 0 on a reconnect (the session was reset)
+// and a kedge-reset user property count as resets.
 //
 // Exactness: a message counts as delivered when its PUBACK is written, a
 // churn stops taking messages before the DISCONNECT, and the connection is
@@ -40,12 +38,12 @@ const mqttSessionExpiry = 600
 // counted was acknowledged to kedge before it left; a message sent again
 // (DUP) after that is counted as a duplicate.
 func runMQTTSubscriber(ctx context.Context, id int, nodes []*benchNode, topic string, t *tally, churn func() time.Duration) error {
-	node := nodes[id%len(nodes)]
-	if node.MQTT == "" {
+	if nodes[0].MQTT == "" {
 		return errors.New("the nodes serve no MQTT")
 	}
 	clientID := fmt.Sprintf("kedge-verify-%d-sub-%d", os.Getpid(), id)
 	for round := 0; ctx.Err() == nil; round++ {
+		node := nodes[(id+round)%len(nodes)]
 		err := mqttSubscriberSession(ctx, node.MQTT, clientID, round == 0, topic, t, churn())
 		if ctx.Err() != nil {
 			return nil

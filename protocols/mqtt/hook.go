@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -106,8 +107,13 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	h.srv.beginEstablish(c, cl.ID)
 	h.srv.awaitPrevious(cl.ID)
 	clean := pk.Connect.Clean
-	rec, sr := h.srv.lookup(cl.ID, !clean && !h.srv.hasLocal(c, cl.ID))
-	h.srv.attach(c, cl.ID, clean, rec, sr)
+	// The sessions table is read before, and written after, attaching,
+	// within one connect timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), h.srv.cfg.ConnectTimeout)
+	defer cancel()
+	rec, sr := h.srv.lookup(ctx, cl.ID, !clean)
+	ss, _ := h.srv.attach(c, cl.ID, clean, rec, sr)
+	h.srv.durable(ctx, ss)
 	if c.present {
 		c.recheck()
 	}

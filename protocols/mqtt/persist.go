@@ -25,14 +25,16 @@ import (
 // per message. A session's end (clean start, expiry, reset) writes a
 // tombstone.
 //
-// A client that connects without clean start to a node that has no session
-// for it is given the table's: the node catches up with the table, and
-// when the record's owner and MQTT generation match, subscribes each
-// filter from its cursor — the client gets everything after it, from the
-// cache or read back from Kafka, then live messages — and answers session
-// present 1. Its record, written with a higher version, tells the node
-// that held the session (Table.Watch) to end its copy, disconnecting a
-// client still connected there with "session taken over".
+// A client that connects without clean start makes the node catch up with
+// the table. A session of this node that the table shows taken over since
+// by another node ends here. Without a session here, the node takes the
+// table's over when the record's owner and MQTT generation match: it
+// subscribes each filter from its cursor — the client gets everything
+// after it, from the cache or read back from Kafka, then live messages —
+// and answers session present 1 once its record, written with a higher
+// version, is in Kafka. That record tells the node that held the session
+// (Table.Watch) to end its copy, disconnecting a client still connected
+// there with "session taken over".
 
 // sessionRecord is a session's value in the table.
 type sessionRecord struct {
@@ -73,6 +75,9 @@ type checkpoints struct {
 	// flushMu makes one flush at a time, so one key's records reach the
 	// table in the order they were encoded.
 	flushMu sync.Mutex
+	// last closes when every record handed to the table so far is
+	// written (or failed); guarded by flushMu.
+	last chan struct{}
 }
 
 func (s *Server) startCheckpoints() {
@@ -281,15 +286,21 @@ func (ss *session) recordLocked(now time.Time) (core.TableRecord, bool) {
 }
 
 // flush writes the records of the sessions marked since the last flush,
-// and returns a channel closed when Kafka answered.
+// and returns a channel closed when Kafka answered for them and for every
+// record written before.
 func (s *Server) flush() <-chan struct{} {
-	done := make(chan struct{})
 	if s.table == nil {
+		done := make(chan struct{})
 		close(done)
 		return done
 	}
 	s.ck.flushMu.Lock()
 	defer s.ck.flushMu.Unlock()
+	prev := s.ck.last
+	if prev == nil {
+		prev = make(chan struct{})
+		close(prev)
+	}
 	s.ck.mu.Lock()
 	batch := s.ck.dirty
 	s.ck.dirty = make(map[*session]struct{})
@@ -304,9 +315,10 @@ func (s *Server) flush() <-chan struct{} {
 		ss.mu.Unlock()
 	}
 	if len(recs) == 0 {
-		close(done)
-		return done
+		return prev
 	}
+	done := make(chan struct{})
+	s.ck.last = done
 	s.table.Put(recs, func(err error) {
 		if err != nil {
 			s.stats.checkpointErrors.Add(int64(len(recs)))
@@ -314,9 +326,28 @@ func (s *Server) flush() <-chan struct{} {
 		} else {
 			s.stats.checkpoints.Add(int64(len(recs)))
 		}
-		close(done)
+		go func() { // after the earlier writes' answers
+			<-prev
+			close(done)
+		}()
 	})
 	return done
+}
+
+// durable writes a session's record before CONNACK (bounded by the
+// connect timeout): a client that leaves at once for another node is then
+// resumed there from this session, not from an older one.
+func (s *Server) durable(ctx context.Context, ss *session) {
+	if s.table == nil {
+		return
+	}
+	ss.mu.Lock()
+	involved := ss.persist || ss.recorded || ss.drop
+	ss.mu.Unlock()
+	if !involved {
+		return
+	}
+	s.flushWait(ctx)
 }
 
 // watched sees every record that becomes its key's newest: a newer version
@@ -353,34 +384,19 @@ func (s *Server) watched(r core.TableRecord) {
 	s.async(func() { s.unsubscribeAll(ss) })
 }
 
-// hasLocal reports whether this node holds a session the connection would resume.
-func (s *Server) hasLocal(c *conn, id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss := s.sessions[id]
-	if ss == nil {
-		return false
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return !ss.ended && ss.v5 == c.v5 && ss.owner == c.owner()
-}
-
 // lookup returns the table's record of a client identifier, and its
 // session when it is one that may be resumed (not a tombstone, not
 // expired). With catchUp it first reads the table up to its end (bounded
-// by the connect timeout); when the record says its client is connected
+// by ctx: the connect timeout); when the record says its client is connected
 // to another node, it gives that node up to onlineGrace to write the
 // client's final positions.
-func (s *Server) lookup(id string, catchUp bool) (core.TableRecord, *sessionRecord) {
+func (s *Server) lookup(ctx context.Context, id string, catchUp bool) (core.TableRecord, *sessionRecord) {
 	if s.table == nil {
 		return core.TableRecord{}, nil
 	}
 	if !catchUp {
 		return s.decode(id)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
-	defer cancel()
 	if err := s.table.CatchUp(ctx); err != nil {
 		s.log.Warn("mqtt: the sessions topic could not be read up to its end; using what was read", "client", id, "err", err)
 		return s.decode(id)

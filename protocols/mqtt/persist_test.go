@@ -22,13 +22,61 @@ type memStore struct {
 	recs     map[string]core.TableRecord
 	watchers []func(core.TableRecord)
 	puts     int
+	// lag, when set, makes writes land that long after Put, in order.
+	lag    time.Duration
+	queue  chan func()
+	direct bool
 }
 
 func newMemStore() *memStore { return &memStore{recs: make(map[string]core.TableRecord)} }
 
+// slow makes the store's writes land lag after Put.
+func (st *memStore) slow(t *testing.T, lag time.Duration) {
+	st.lag, st.queue = lag, make(chan func(), 1000)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case f := <-st.queue:
+				time.Sleep(lag)
+				f()
+			case <-stop:
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { // from now on writes land at once (the servers shut down after)
+		st.mu.Lock()
+		st.direct = true
+		st.mu.Unlock()
+		close(stop)
+		wg.Wait()
+		for {
+			select {
+			case f := <-st.queue:
+				f()
+			default:
+				return
+			}
+		}
+	})
+}
+
 type memView struct{ st *memStore }
 
 func (v memView) Put(recs []core.TableRecord, done func(error)) {
+	v.st.mu.Lock()
+	if v.st.queue != nil && !v.st.direct {
+		v.st.queue <- func() { v.apply(recs, done) }
+		v.st.mu.Unlock()
+		return
+	}
+	v.st.mu.Unlock()
+	v.apply(recs, done)
+}
+
+func (v memView) apply(recs []core.TableRecord, done func(error)) {
 	st := v.st
 	for _, r := range recs {
 		st.mu.Lock()
@@ -343,4 +391,34 @@ func TestShutdownLeavesSession(t *testing.T) {
 	}
 	c.message("demo/k1", "m1")
 	c.quiet(100 * time.Millisecond)
+}
+
+// A session taken over is in the table before CONNACK: a client that
+// leaves the new node at once for a third is resumed from it, not from
+// the older record, even when writes take a while to land.
+func TestTakeoverWrittenBeforeConnack(t *testing.T) {
+	tn := newTwoNodes(t, nil)
+	n1, n2 := tn.nodes[0], tn.nodes[1]
+	c := dial(t, n1.addr, 5)
+	c.mustConnect("dev", false, withExpiry(60))
+	c.subscribe(1, sub("demo/k1", 1))
+	_ = c.nc.Close()
+	waitFor(t, 5*time.Second, "the final record", func() bool { r := tn.store.record(t, "dev"); return r != nil && !r.Online })
+	tn.store.slow(t, 100*time.Millisecond)
+	tn.dispatch("/demo/k1", "m0")
+	c = dial(t, n2.addr, 5)
+	if ack := c.mustConnect("dev", false, withExpiry(60)); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	if ver := tn.store.version("dev"); ver.Node != "node2" {
+		t.Fatalf("CONNACK before the takeover's record was written: version %+v", ver)
+	}
+	c.puback(c.message("demo/k1", "m0").PacketID)
+	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	c.closed(5 * time.Second)
+	c = dial(t, n1.addr, 5)
+	if ack := c.mustConnect("dev", false, withExpiry(60)); !ack.SessionPresent {
+		t.Fatal("session not present back on node 1")
+	}
+	c.quiet(300 * time.Millisecond) // m0 was acknowledged on node 2
 }

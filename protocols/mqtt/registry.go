@@ -100,14 +100,23 @@ func (s *Server) attach(c *conn, id string, clean bool, rec core.TableRecord, sr
 	ss := s.sessions[id]
 	if ss != nil {
 		ss.mu.Lock()
-		if clean || ss.ended || ss.v5 != c.v5 || ss.owner != c.owner() {
+		// superseded: another node took the session over since (its
+		// newer record is read, Watch has not ended this copy yet).
+		superseded := ss.ver.Less(rec.Version) && rec.Version.Node != s.cfg.NodeName
+		if clean || ss.ended || ss.v5 != c.v5 || ss.owner != c.owner() || superseded {
 			gen = max(gen, ss.ver.Gen)
 			staleRecorded = ss.persist || ss.recorded
 			ss.conn = nil
 			ss.moved = ss.moved || s.table != nil && !ss.ended // the new session writes the record
+			if superseded {
+				s.stats.movedAway.Add(1)
+			}
 			ss.endLocked()
 			ss.mu.Unlock()
 			staleWill = s.forget(ss)
+			if superseded {
+				staleWill = nil // the client came back elsewhere first
+			}
 			stale, ss = ss, nil
 		}
 	}
