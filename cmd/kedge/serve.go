@@ -132,7 +132,7 @@ func runServer(ctx context.Context, cfg *configs.Config, kopts kafka.Options, lo
 		var tctx context.Context
 		tctx, s.stopSessions = context.WithCancel(context.Background())
 		s.sessionsDone = make(chan struct{})
-		go func() { s.sessions.Run(tctx); close(s.sessionsDone) }()
+		go func() { s.runSessions(tctx); close(s.sessionsDone) }()
 	}
 
 	srcCtx, stopSource := context.WithCancel(context.Background())
@@ -242,8 +242,8 @@ func (s *server) warnLimits() {
 // sessionsMaxMemory bounds the in-memory index of the MQTT sessions topic.
 const sessionsMaxMemory = 256 << 20
 
-// startSessions creates the MQTT sessions topic if needed and its table;
-// runServer starts reading it.
+// startSessions creates the MQTT sessions table; runServer creates its
+// topic if needed and reads it (runSessions).
 func (s *server) startSessions(kopts kafka.Options) error {
 	topic := s.cfg.MQTT.SessionsTopic
 	if topic == "" {
@@ -254,14 +254,29 @@ func (s *server) startSessions(kopts kafka.Options) error {
 	if err != nil {
 		return fmt.Errorf("mqtt.sessions.topic: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := t.Start(ctx); err != nil {
-		_ = t.Close(ctx)
-		return fmt.Errorf("mqtt.sessions.topic: %w", err)
-	}
 	s.sessions = t
 	return nil
+}
+
+// runSessions creates the sessions topic when missing — again every second
+// while Kafka cannot be reached, as kedge starts without Kafka — then reads
+// it until ctx ends. Session records written meanwhile wait in the
+// producer (its client never creates topics).
+func (s *server) runSessions(ctx context.Context) {
+	for try := 0; ctx.Err() == nil; try++ {
+		err := s.sessions.Start(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() == nil && try%30 == 0 { // once, then every half minute
+			s.log.Warn("mqtt.sessions.topic: cannot create or check the topic yet; MQTT sessions cannot move between nodes until then", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	s.sessions.Run(ctx) // returns at once when ctx has ended
 }
 
 // instance names this run of the node in the versions of shared records:
