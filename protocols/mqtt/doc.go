@@ -42,7 +42,11 @@
 //   - Sessions. mochi's sessions keep mochi subscriptions and inflight
 //     messages only. kedge's session is the core.Subscriber: its Hub
 //     subscriptions stay while a persistent client is away and what they
-//     deliver waits, bounded, for its return (registry.go).
+//     deliver waits, bounded, for its return (registry.go). With a
+//     core.Table (Config.Sessions: a compacted Kafka topic), a persistent
+//     session also keeps a record of its subscriptions and positions, so
+//     that another node can take it over when the client comes back there
+//     (persist.go).
 //   - Wills. mochi publishes a will locally; the hook takes it over at
 //     CONNECT and publishes it to Kafka, honouring MQTT 5's will delay.
 //   - Silent drops. mochi drops QoS 1 and 2 publishes to $SYS topics
