@@ -215,6 +215,15 @@ func fromStart(front core.Cursor) core.Cursor {
 	return c
 }
 
+// startOf is the cursor a subscription starts from: its topic's frontier
+// when it was registered, or "new" when the topic was not known.
+func startOf(sub *core.Subscription) core.Cursor {
+	if sub.HasStart {
+		return cloneCursor(sub.Start)
+	}
+	return core.NewTopicCursor
+}
+
 func cloneCursor(c core.Cursor) core.Cursor {
 	c.Offsets = maps.Clone(c.Offsets)
 	return c
@@ -476,11 +485,7 @@ func (s *Server) restore(c *conn, ss *session, sr *sessionRecord) {
 			return
 		}
 		if opts.Since == nil {
-			if t.sub.HasStart {
-				t.have = cloneCursor(t.sub.Start)
-			} else {
-				t.have = core.NewTopicCursor
-			}
+			t.have = startOf(t.sub)
 		}
 		if ss.subs == nil {
 			ss.subs = make(map[string]*subscription)

@@ -172,10 +172,8 @@ func (s *session) Reset(sub *core.Subscription, reason string) {
 	if s.v5 {
 		t.reset = reason
 	}
-	if sub.HasStart { // what follows is live from here, after any snapshot
-		t.have = cloneCursor(sub.Start)
-	} else {
-		t.have = core.NewTopicCursor
+	if s.srv.table != nil { // what follows is live from its start, after any snapshot
+		t.have = startOf(sub)
 	}
 }
 

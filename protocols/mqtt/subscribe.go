@@ -58,10 +58,8 @@ func (c *conn) subscribe(f packets.Subscription) (byte, string) {
 	}
 	prev := s.subs[t.filter]
 	s.subs[t.filter] = t
-	if t.sub.HasStart {
-		t.have = cloneCursor(t.sub.Start)
-	} else {
-		t.have = core.NewTopicCursor
+	if srv.table != nil { // positions are kept for the sessions table only
+		t.have = startOf(t.sub)
 	}
 	s.markLocked(true)
 	s.mu.Unlock()
