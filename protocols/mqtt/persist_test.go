@@ -422,3 +422,33 @@ func TestTakeoverWrittenBeforeConnack(t *testing.T) {
 	}
 	c.quiet(300 * time.Millisecond) // m0 was acknowledged on node 2
 }
+
+// A record that has expired, or of another MQTT version, is not taken over.
+func TestExpiredOrOtherVersionNotTakenOver(t *testing.T) {
+	tn := newTwoNodes(t, nil)
+	c := dial(t, tn.nodes[0].addr, 4)
+	c.mustConnect("dev", false)
+	c.subscribe(1, sub("demo/#", 1))
+	_ = c.nc.Close()
+	waitFor(t, 5*time.Second, "the final record", func() bool { r := tn.store.record(t, "dev"); return r != nil && !r.Online })
+	// MQTT 5 does not resume an MQTT 3.1.1 session.
+	c5 := dial(t, tn.nodes[1].addr, 5)
+	if ack := c5.mustConnect("dev", false, withExpiry(60)); ack.SessionPresent {
+		t.Fatal("an MQTT 3.1.1 session resumed by MQTT 5")
+	}
+	_ = c5.nc.Close()
+	waitFor(t, 5*time.Second, "node 2's record", func() bool {
+		r := tn.store.record(t, "dev")
+		return r != nil && r.V5 && !r.Online
+	})
+	// Expired: the record is there, but past its time.
+	tn.store.mu.Lock()
+	r := tn.store.recs["dev"]
+	r.Expires = time.Now().Add(-time.Second)
+	tn.store.recs["dev"] = r
+	tn.store.mu.Unlock()
+	c5 = dial(t, tn.nodes[0].addr, 5)
+	if ack := c5.mustConnect("dev", false, withExpiry(60)); ack.SessionPresent {
+		t.Fatal("an expired session resumed")
+	}
+}
