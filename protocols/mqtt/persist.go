@@ -390,7 +390,7 @@ func (s *Server) watched(r core.TableRecord) {
 	_ = s.forget(ss) // a will waiting for its delay: the client is back, elsewhere
 	s.mu.Unlock()
 	s.stats.movedAway.Add(1)
-	s.async(func() { s.unsubscribeAll(ss) })
+	s.unsubscribeAll(ss) // no lock held here: the table's reading goroutine
 }
 
 // lookup returns the table's record of a client identifier, and its
