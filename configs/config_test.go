@@ -94,6 +94,7 @@ func defaultConfig() *Config {
 	c.MQTT.SessionQueueSize = 256 << 10
 	c.MQTT.MaxOfflineSessions = 10000
 	c.MQTT.SessionsTopic = "__kedge_mqtt_sessions"
+	c.MQTT.SessionsMaxMemory = 256 << 20
 	return c
 }
 
@@ -187,6 +188,7 @@ func fields(c *Config) map[string]any {
 		"mqtt.session.queue.size":       c.MQTT.SessionQueueSize,
 		"mqtt.max.offline.sessions":     c.MQTT.MaxOfflineSessions,
 		"mqtt.sessions.topic":           c.MQTT.SessionsTopic,
+		"mqtt.sessions.max.memory":      c.MQTT.SessionsMaxMemory,
 	}
 }
 

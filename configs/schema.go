@@ -148,6 +148,7 @@ type Config struct {
 		SessionQueueSize   int64
 		MaxOfflineSessions int
 		SessionsTopic      string
+		SessionsMaxMemory  int64
 	}
 }
 
@@ -348,6 +349,9 @@ var Keys = []Key{
 	{Name: "mqtt.sessions.topic", Kind: String, Default: "__kedge_mqtt_sessions",
 		Doc: "Compacted Kafka topic (created if missing) where persistent sessions keep their subscriptions and positions, so that a client may come back to any node; empty keeps sessions on their node.",
 		set: func(c *Config, v any) { c.MQTT.SessionsTopic = v.(string) }},
+	{Name: "mqtt.sessions.max.memory", Kind: Bytes, Default: "256MiB", Min: 64 << 10,
+		Doc: "Bound on the memory of each node's copy of the sessions topic (keys and records); past it the records updated longest ago are forgotten, and their sessions can no longer move to this node.",
+		set: func(c *Config, v any) { c.MQTT.SessionsMaxMemory = v.(int64) }},
 
 	{Name: "auth.mode", Kind: List, Default: []string{"allow-all"},
 		Doc: "Authenticators tried in order: static, jwt, webhook; or allow-all alone (development only: every client may do everything, and the start-up log says so).",

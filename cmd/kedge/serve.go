@@ -239,9 +239,6 @@ func (s *server) warnLimits() {
 	}
 }
 
-// sessionsMaxMemory bounds the in-memory index of the MQTT sessions topic.
-const sessionsMaxMemory = 256 << 20
-
 // startSessions creates the MQTT sessions table; runServer creates its
 // topic if needed and reads it (runSessions).
 func (s *server) startSessions(kopts kafka.Options) error {
@@ -250,7 +247,7 @@ func (s *server) startSessions(kopts kafka.Options) error {
 		return nil
 	}
 	t, err := kafka.NewTable(kopts, kafka.TableConfig{Topic: topic, Node: s.instance(),
-		MaxMemory: sessionsMaxMemory, Logger: s.log})
+		MaxMemory: s.cfg.MQTT.SessionsMaxMemory, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("mqtt.sessions.topic: %w", err)
 	}
