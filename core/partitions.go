@@ -37,6 +37,15 @@ func (ps *partitions) get(topic string, p int32) *partitionState {
 // partition is dispatched (in order). Calling it again for the same
 // partition (a new epoch, a restarted consumption) replaces what was known.
 func (h *Hub) Begin(topic string, epoch uint32, partition int32, first int64) {
+	h.BeginAll(topic, epoch, map[int32]int64{partition: first})
+}
+
+// BeginAll is Begin for several partitions of a topic at once: Frontier
+// and Origin see all of them or none. A topic's partitions announced one by
+// one would let a subscription made in between get a start cursor naming
+// only some of them, and a client resuming from it elsewhere would miss the
+// others' first messages.
+func (h *Hub) BeginAll(topic string, epoch uint32, firsts map[int32]int64) {
 	ps := &h.parts
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -44,14 +53,16 @@ func (h *Hub) Begin(topic string, epoch uint32, partition int32, first int64) {
 		ps.byTP = make(map[topicPartition]*partitionState)
 		ps.byTopic = make(map[string][]int32)
 	}
-	st := &partitionState{epoch: epoch, first: first}
-	st.frontier.Store(first - 1)
-	tp := topicPartition{topic, partition}
-	if _, known := ps.byTP[tp]; !known {
-		ps.byTopic[topic] = append(ps.byTopic[topic], partition)
-		slices.Sort(ps.byTopic[topic])
+	for partition, first := range firsts {
+		st := &partitionState{epoch: epoch, first: first}
+		st.frontier.Store(first - 1)
+		tp := topicPartition{topic, partition}
+		if _, known := ps.byTP[tp]; !known {
+			ps.byTopic[topic] = append(ps.byTopic[topic], partition)
+		}
+		ps.byTP[tp] = st
 	}
-	ps.byTP[tp] = st
+	slices.Sort(ps.byTopic[topic])
 }
 
 // Forget drops what the Hub knows of a topic's partitions (the topic was

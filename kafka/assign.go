@@ -178,10 +178,11 @@ func (s *Source) start(plans []*plan, offsets map[topicPartition]int64, failed m
 		if failed[p.topic] {
 			continue
 		}
+		firsts := make(map[int32]int64, len(p.rebegin)+len(p.add))
 		for _, q := range p.rebegin {
 			tp := topicPartition{p.topic, q}
 			if v, ok := s.progress.Load(tp); ok {
-				s.out.Begin(p.topic, p.epoch, q, v.(*progress).next.Load())
+				firsts[q] = v.(*progress).next.Load()
 			}
 		}
 		for _, q := range p.add {
@@ -190,12 +191,15 @@ func (s *Source) start(plans []*plan, offsets map[topicPartition]int64, failed m
 			pr := &progress{}
 			pr.next.Store(off)
 			s.progress.Store(tp, pr)
-			s.out.Begin(p.topic, p.epoch, q, off)
+			firsts[q] = off
 			i := s.owner(p.topic, q)
 			if add[i][p.topic] == nil {
 				add[i][p.topic] = map[int32]kgo.Offset{}
 			}
 			add[i][p.topic][q] = kgo.NewOffset().At(off)
+		}
+		if len(firsts) > 0 {
+			s.out.BeginAll(p.topic, p.epoch, firsts)
 		}
 		s.topics[p.topic] = &topicState{id: p.detail.id, partitions: p.detail.partitions, epoch: p.epoch}
 		s.epochs.Store(p.topic, p.epoch)

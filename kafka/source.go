@@ -18,9 +18,10 @@ import (
 
 // Dispatcher receives every consumed record as a message; core.Hub is one.
 type Dispatcher interface {
-	// Begin announces that from offset first on every record of the
-	// partition will be dispatched, under the topic's epoch.
-	Begin(topic string, epoch uint32, partition int32, first int64)
+	// BeginAll announces that from offset firsts[p] on every record of
+	// each partition p will be dispatched, under the topic's epoch; all of
+	// a topic's partitions announced at once are seen together.
+	BeginAll(topic string, epoch uint32, firsts map[int32]int64)
 	// Forget says a topic was deleted.
 	Forget(topic string)
 	Dispatch(m *core.Message)

@@ -17,8 +17,8 @@ type collector struct {
 	msgs []*core.Message
 }
 
-func (c *collector) Begin(string, uint32, int32, int64) {}
-func (c *collector) Forget(string)                      {}
+func (c *collector) BeginAll(string, uint32, map[int32]int64) {}
+func (c *collector) Forget(string)                            {}
 
 func (c *collector) Dispatch(m *core.Message) {
 	c.mu.Lock()
