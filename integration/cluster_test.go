@@ -497,7 +497,7 @@ func (es *eventSource) stream(ctx context.Context, tr *http.Transport, rawURL st
 	if err != nil {
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return
 	}

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	}
 	before := goleak.IgnoreCurrent()
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	// Every client goroutine a test started (readers, SSE and MQTT clients,
 	// process log readers) must be gone once its test has cleaned up.
 	if code == 0 {
@@ -270,7 +270,7 @@ func httpGet(url string) (int, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()

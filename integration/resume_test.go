@@ -69,7 +69,9 @@ func TestResumeAfterReconnect(t *testing.T) {
 			if strings.Join(got, " ") != seq(1, 5) {
 				t.Fatalf("before disconnect: %v", got)
 			}
-			c.conn.Close()
+			if err := c.conn.Close(); err != nil {
+				t.Fatal(err)
+			}
 			produceSeq(t, cl, "orders", key, 6, 30) // missed while away
 
 			r := dialWS(t, nodes[tc.node].WS())
@@ -110,7 +112,9 @@ func TestResumePatternFromAckCursor(t *testing.T) {
 		pos := m["position"].(string)
 		parts[strings.Split(pos, "-")[1]] = pos
 	}
-	c.conn.Close()
+	if err := c.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
 	for k := range 6 {
 		produceSeq(t, cl, "fleet", fmt.Sprintf("v%d", k), 3, 4) // missed
 	}
@@ -147,7 +151,9 @@ func TestResumePastRetentionResets(t *testing.T) {
 	c.subscribe("/metrics/m1")
 	produceSeq(t, cl, "metrics", "m1", 1, 3)
 	_, pos := collectMessages(t, c, 4) // snapshot 0, then 1..3
-	c.conn.Close()
+	if err := c.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
 	produceSeq(t, cl, "metrics", "m1", 4, 9)
 	// Retention removes everything before the last record.
 	rs := consumeAll(t, addr, "metrics", 10)

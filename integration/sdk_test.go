@@ -32,7 +32,7 @@ func TestGoSDKAcrossServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_, err = c.Subscribe(ctx, "/ticks/+", func(m client.Message) {
 		mu.Lock()
 		got = append(got, m.Subject+"="+string(m.Payload))
@@ -83,7 +83,9 @@ func TestGoSDKAcrossServerRestart(t *testing.T) {
 	perKey := map[string]int{}
 	for _, g := range got {
 		var k, v int
-		fmt.Sscanf(g, "/ticks/k%d=%d", &k, &v)
+		if _, err := fmt.Sscanf(g, "/ticks/k%d=%d", &k, &v); err != nil {
+			t.Fatalf("message %q: %v", g, err)
+		}
 		if prev, ok := perKey[fmt.Sprint(k)]; ok && v <= prev {
 			t.Fatalf("key k%d: %d after %d", k, v, prev)
 		}

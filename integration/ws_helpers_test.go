@@ -32,7 +32,7 @@ func dialWS(t testing.TB, url string) *wsClient {
 	}
 	c := &wsClient{t: t, conn: conn, frames: make(chan map[string]any, 100000), closed: make(chan struct{})}
 	go c.read()
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	return c
 }
 

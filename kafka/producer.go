@@ -47,7 +47,7 @@ func NewProducer(opts Options, n int, epochs Epochs) (*Producer, error) {
 		all := append(append(append([]kgo.Opt{}, base...), opts.Common...), opts.Producer...)
 		cl, err := kgo.NewClient(all...)
 		if err != nil {
-			p.Close(context.Background())
+			_ = p.Close(context.Background())
 			return nil, fmt.Errorf("kafka producer: %w", err)
 		}
 		p.clients = append(p.clients, cl)

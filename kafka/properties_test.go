@@ -191,7 +191,6 @@ func newPKI(t *testing.T) *pki {
 type propertyCase struct {
 	props map[string]string
 	check func(t *testing.T, o Options, prod, cons *kgo.Client)
-	bug   string
 }
 
 func propertyCases(p *pki) map[string]propertyCase {
@@ -597,7 +596,6 @@ func TestSecurity(t *testing.T) {
 		want  string // substring of the error; "" means valid
 		tls   bool   // when valid: clients dial with TLS
 		sasl  string // when valid: the SASL mechanism
-		bug   string
 	}{
 		{name: "SASL without user name", props: map[string]string{"security.protocol": "SASL_SSL"},
 			want: "kafka.sasl.username and kafka.sasl.password (or sasl.jaas.config) are required with SASL"},

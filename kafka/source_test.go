@@ -114,7 +114,7 @@ func testPublishReachesSourceInOrder(t *testing.T, out Dispatcher, dispatched fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prod.Close(context.Background())
+	defer func() { _ = prod.Close(context.Background()) }()
 
 	const n = 200
 	for i := range n {

@@ -15,6 +15,6 @@ func bench(args []string, stdout, stderr io.Writer) int {
 			return cmd(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintln(stderr, "usage: kedge bench verify|fanout|idle|publish|targets [flags]   (see kedge bench COMMAND --help)")
+	_, _ = fmt.Fprintln(stderr, "usage: kedge bench verify|fanout|idle|publish|targets [flags]   (see kedge bench COMMAND --help)")
 	return 2
 }

@@ -114,7 +114,7 @@ func waitReadyz(ctx context.Context, host string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if resp, err := benchHTTP.Get("http://" + host + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return nil
 			}

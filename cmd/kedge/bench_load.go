@@ -120,13 +120,13 @@ func benchFanout(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := c.check(); err != nil {
-		fmt.Fprintf(stderr, "kedge bench fanout: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge bench fanout: %v\n", err)
 		return 2
 	}
 	ctx := context.Background()
 	rs, err := runFanoutPair(ctx, c, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge bench fanout: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge bench fanout: %v\n", err)
 		return 1
 	}
 	printFanout(stdout, c, rs)
@@ -181,7 +181,7 @@ func runFanoutPair(ctx context.Context, c fanoutConfig, log io.Writer) ([]*fanou
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(log, "fanout: kedge %s, %s\n", k, describeFanout(c))
+	_, _ = fmt.Fprintf(log, "fanout: kedge %s, %s\n", k, describeFanout(c))
 	r, err := runFanout(ctx, c, k, env)
 	k.stop()
 	if err != nil {
@@ -195,7 +195,7 @@ func runFanoutPair(ctx context.Context, c fanoutConfig, log io.Writer) ([]*fanou
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(log, "fanout: %s, the same load\n", p)
+	_, _ = fmt.Fprintf(log, "fanout: %s, the same load\n", p)
 	pr, err := runFanout(ctx, c, p, nil)
 	p.stop()
 	if err != nil {
@@ -421,7 +421,7 @@ func (l *loadRun) publishFor(ctx context.Context, start time.Time) error {
 		if el >= c.duration || ctx.Err() != nil {
 			return nil
 		}
-		allowed := int64(1 << 62)
+		var allowed int64
 		if c.rate > 0 {
 			allowed = base + int64(c.rate*el.Seconds())
 		} else {
@@ -465,31 +465,31 @@ func selfCPU() time.Duration {
 }
 
 func printFanout(w io.Writer, c fanoutConfig, rs []*fanoutResult) {
-	fmt.Fprintf(w, "fan-out: %s\n", describeFanout(c))
+	_, _ = fmt.Fprintf(w, "fan-out: %s\n", describeFanout(c))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tvia\tdeliveries/s\tmsgs/s\tserver CPU\tdeliveries/CPU-s\tp50\tp99\tp99.9\tlost\tdead\tclients CPU\tbench CPU\tother CPU\t")
+	_, _ = fmt.Fprintln(tw, "server\tvia\tdeliveries/s\tmsgs/s\tserver CPU\tdeliveries/CPU-s\tp50\tp99\tp99.9\tlost\tdead\tclients CPU\tbench CPU\tother CPU\t")
 	cores := func(r *fanoutResult, d time.Duration) string {
 		return fmt.Sprintf("%.2f", d.Seconds()/r.elapsed.Seconds())
 	}
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%v\t%v\t%d\t%d\t%s\t%s\t%s\t\n",
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%v\t%v\t%d\t%d\t%s\t%s\t%s\t\n",
 			r.target, r.publisher, human(r.rate()), human(float64(r.published)/r.elapsed.Seconds()),
 			cores(r, r.serverCPU), human(r.perCPU()),
 			r.latency.quantile(0.5), r.latency.quantile(0.99), r.latency.quantile(0.999), r.lost(), r.dead,
 			cores(r, r.clientCPU), cores(r, r.benchCPU), cores(r, r.otherCPU))
 	}
-	tw.Flush()
-	fmt.Fprintln(w, "(CPU in cores: server = the server process; clients = the worker processes; bench = this process, with the publisher and, for kedge, the Kafka broker; other = the rest of the machine, which skews a result when high)")
+	_ = tw.Flush()
+	_, _ = fmt.Fprintln(w, "(CPU in cores: server = the server process; clients = the worker processes; bench = this process, with the publisher and, for kedge, the Kafka broker; other = the rest of the machine, which skews a result when high)")
 	for _, r := range rs {
 		if r.direct != nil {
-			fmt.Fprintf(w, "direct Kafka consumer latency: p50 %v, p99 %v, p99.9 %v; kedge adds p50 %v, p99 %v, p99.9 %v\n",
+			_, _ = fmt.Fprintf(w, "direct Kafka consumer latency: p50 %v, p99 %v, p99.9 %v; kedge adds p50 %v, p99 %v, p99.9 %v\n",
 				r.direct.quantile(0.5), r.direct.quantile(0.99), r.direct.quantile(0.999),
 				r.latency.quantile(0.5)-r.direct.quantile(0.5), r.latency.quantile(0.99)-r.direct.quantile(0.99),
 				r.latency.quantile(0.999)-r.direct.quantile(0.999))
 		}
 	}
 	if len(rs) == 2 && rs[1].rate() > 0 {
-		fmt.Fprintf(w, "kedge/%s: %.2f× deliveries/s, %.2f× deliveries per server CPU-second\n",
+		_, _ = fmt.Fprintf(w, "kedge/%s: %.2f× deliveries/s, %.2f× deliveries per server CPU-second\n",
 			rs[1].target, rs[0].rate()/rs[1].rate(), safeDiv(rs[0].perCPU(), rs[1].perCPU()))
 	}
 }

@@ -50,7 +50,7 @@ func benchIdle(args []string, stdout, stderr io.Writer) int {
 	}
 	rs, err := runIdle(context.Background(), c, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge bench idle: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge bench idle: %v\n", err)
 		return 1
 	}
 	printIdle(stdout, rs)
@@ -72,7 +72,7 @@ func runIdle(ctx context.Context, c idleConfig, log io.Writer) ([]idleResult, er
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "idle: %d %s connections to kedge %s\n", c.connections, p, k)
+		_, _ = fmt.Fprintf(log, "idle: %d %s connections to kedge %s\n", c.connections, p, k)
 		r, err := measureIdle(ctx, c, k, p)
 		k.stop()
 		if err != nil {
@@ -87,7 +87,7 @@ func runIdle(ctx context.Context, c idleConfig, log io.Writer) ([]idleResult, er
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(log, "idle: %d %s connections to %s\n", c.connections, p, t)
+		_, _ = fmt.Fprintf(log, "idle: %d %s connections to %s\n", c.connections, p, t)
 		r, err = measureIdle(ctx, c, t, p)
 		t.stop()
 		if err != nil {
@@ -157,16 +157,16 @@ func measureIdle(ctx context.Context, c idleConfig, t *target, protocol string) 
 
 func printIdle(w io.Writer, rs []idleResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tprotocol\tconnections\tRSS growth\tper connection\tGo heap/conn\tGo stacks/conn\t")
+	_, _ = fmt.Fprintln(tw, "server\tprotocol\tconnections\tRSS growth\tper connection\tGo heap/conn\tGo stacks/conn\t")
 	for _, r := range rs {
 		heap, stack := "-", "-"
 		if r.hasGo {
 			heap = fmt.Sprintf("%.0f B", float64(r.goHeap)/float64(r.conns))
 			stack = fmt.Sprintf("%.0f B", float64(r.goStack)/float64(r.conns))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f MiB\t%.0f B\t%s\t%s\t\n", r.target, r.protocol, r.conns,
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f MiB\t%.0f B\t%s\t%s\t\n", r.target, r.protocol, r.conns,
 			float64(r.rss)/(1<<20), r.perConn(), heap, stack)
 	}
-	tw.Flush()
-	fmt.Fprintln(w, "(idle: every connection subscribed to its own subject, silent; RSS read from /proc, Go memory after a GC from the node's pprof endpoint)")
+	_ = tw.Flush()
+	_, _ = fmt.Fprintln(w, "(idle: every connection subscribed to its own subject, silent; RSS read from /proc, Go memory after a GC from the node's pprof endpoint)")
 }

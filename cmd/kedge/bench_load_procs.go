@@ -153,7 +153,7 @@ func (w *workerProc) tick() workerEvent {
 
 func (w *workerProc) stop() {
 	_ = w.send("quit")
-	w.stdin.Close()
+	_ = w.stdin.Close()
 	select {
 	case <-w.done:
 	case <-time.After(10 * time.Second):
@@ -247,9 +247,11 @@ func startKedge(ctx context.Context, bootstrap string, sets []string) (*target, 
 		return nil, err
 	}
 	// The node inherits the environment: set the variable for it alone.
-	os.Setenv(pprofEnv, pprofAddr)
+	if err := os.Setenv(pprofEnv, pprofAddr); err != nil {
+		return nil, err
+	}
 	nodes, err := startBenchNodes(ctx, 1, bootstrap, append(benchLimits(), sets...))
-	os.Unsetenv(pprofEnv)
+	_ = os.Unsetenv(pprofEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +281,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String(), nil
 }
 
@@ -348,13 +350,13 @@ func startPeer(ctx context.Context, name string) (*target, error) {
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return t, nil
 		}
 		select {

@@ -117,7 +117,7 @@ func (p *streamPub) write(b []byte) {
 
 func (p *streamPub) errors() int64 { return p.errs.Load() }
 func (p *streamPub) close() {
-	p.nc.Close()
+	_ = p.nc.Close()
 	<-p.done
 }
 
@@ -159,13 +159,13 @@ func newMQTTPub(addr, topic string, subjects int) (*streamPub, error) {
 		return nil, err
 	}
 	if _, err := nc.Write(mqttConnectPacket("bench-publisher-"+strconv.FormatInt(time.Now().UnixNano(), 36), 0)); err != nil {
-		nc.Close()
+		_ = nc.Close()
 		return nil, err
 	}
 	pr := newPacketReader(nc, 4096)
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if first, body, err := pr.next(); err != nil || first>>4 != mqttConnack || len(body) < 2 || body[1] != 0 {
-		nc.Close()
+		_ = nc.Close()
 		return nil, fmt.Errorf("mqtt publisher: no CONNACK (%v)", err)
 	}
 	_ = nc.SetReadDeadline(time.Time{})
@@ -195,7 +195,7 @@ func newNATSPub(addr, topic string, subjects int) (*streamPub, error) {
 	}
 	hello := "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\n"
 	if _, err := nc.Write(appendClientFrame(nil, wsBinary, []byte(hello))); err != nil {
-		nc.Close()
+		_ = nc.Close()
 		return nil, err
 	}
 	var msg []byte

@@ -44,7 +44,7 @@ func benchPublish(args []string, stdout, stderr io.Writer) int {
 	}
 	rs, err := runPublish(context.Background(), c, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge bench publish: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge bench publish: %v\n", err)
 		return 1
 	}
 	printPublish(stdout, c, rs)
@@ -73,7 +73,7 @@ func runPublish(ctx context.Context, c publishConfig, log io.Writer) ([]publishR
 		return nil, err
 	}
 	keys := subjectNames("kafka", topic, c.keys)
-	fmt.Fprintf(log, "publish: a direct franz-go producer (acks=all, idempotent), %d B payloads over %d keys\n", c.size, c.keys)
+	_, _ = fmt.Fprintf(log, "publish: a direct franz-go producer (acks=all, idempotent), %d B payloads over %d keys\n", c.size, c.keys)
 	direct, err := measurePublish(ctx, workerSpec{Kind: "pub-kafka", Addr: env.bootstrap, Count: 1,
 		Subjects: append([]string{topic}, keys...), Size: c.size}, c.duration, nil)
 	if err != nil {
@@ -96,7 +96,7 @@ func runPublish(ctx context.Context, c publishConfig, log io.Writer) ([]publishR
 			k.stop()
 			return nil, fmt.Errorf("--via %q: want ws or mqtt", via)
 		}
-		fmt.Fprintf(log, "publish: %d %s connections through kedge %s, %d publishes awaiting ack each\n", c.connections, via, k, c.window)
+		_, _ = fmt.Fprintf(log, "publish: %d %s connections through kedge %s, %d publishes awaiting ack each\n", c.connections, via, k, c.window)
 		r, err := measurePublish(ctx, spec, c.duration, k)
 		k.stop()
 		if err != nil {
@@ -146,12 +146,12 @@ func measurePublish(ctx context.Context, spec workerSpec, d time.Duration, k *ta
 }
 
 func printPublish(w io.Writer, c publishConfig, rs []publishResult) {
-	fmt.Fprintf(w, "publish into Kafka: %d B payloads over %d keys, %v\n", max(c.size, minPayload), c.keys, c.duration)
+	_, _ = fmt.Fprintf(w, "publish into Kafka: %d B payloads over %d keys, %v\n", max(c.size, minPayload), c.keys, c.duration)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "publisher\tacked/s\tvs direct\terrors\tkedge CPU\tclients CPU\t")
+	_, _ = fmt.Fprintln(tw, "publisher\tacked/s\tvs direct\terrors\tkedge CPU\tclients CPU\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%.2f×\t%d\t%.2f cores\t%.2f cores\t\n", r.via, human(r.rate()), safeDiv(r.rate(), rs[0].rate()),
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%.2f×\t%d\t%.2f cores\t%.2f cores\t\n", r.via, human(r.rate()), safeDiv(r.rate(), rs[0].rate()),
 			r.errors, r.serverCPU.Seconds()/r.elapsed.Seconds(), r.clientCPU.Seconds()/r.elapsed.Seconds())
 	}
-	tw.Flush()
+	_ = tw.Flush()
 }

@@ -54,7 +54,7 @@ func benchTargets(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if err := s.run(ctx); err != nil {
-			fmt.Fprintf(stderr, "kedge bench targets: %s: %v\n", s.name, err)
+			_, _ = fmt.Fprintf(stderr, "kedge bench targets: %s: %v\n", s.name, err)
 			failed = true
 		}
 	}
@@ -88,9 +88,9 @@ func (tr *targetRun) skip(what, goal, why string) {
 }
 
 func (tr *targetRun) print() {
-	fmt.Fprintln(tr.out, "\ntargets (2-core machine; see docs/benchmarks.md):")
+	_, _ = fmt.Fprintln(tr.out, "\ntargets (2-core machine; see docs/benchmarks.md):")
 	tw := tabwriter.NewWriter(tr.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "load\tgoal\treached\t\t")
+	_, _ = fmt.Fprintln(tw, "load\tgoal\treached\t\t")
 	for _, r := range tr.rows {
 		mark := "met"
 		switch {
@@ -99,11 +99,11 @@ func (tr *targetRun) print() {
 		case !r.met:
 			mark = "MISSED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", r.what, r.goal, r.got, mark)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", r.what, r.goal, r.got, mark)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	if tr.short {
-		fmt.Fprintln(tr.out, "(--short: a smoke test of the harness; the numbers are not the targets' loads)")
+		_, _ = fmt.Fprintln(tr.out, "(--short: a smoke test of the harness; the numbers are not the targets' loads)")
 	}
 }
 
@@ -136,7 +136,7 @@ func (tr *targetRun) runFanout(ctx context.Context, c fanoutConfig) ([]*fanoutRe
 		return nil, err
 	}
 	printFanout(tr.out, c, rs)
-	fmt.Fprintln(tr.out)
+	_, _ = fmt.Fprintln(tr.out)
 	return rs, nil
 }
 
@@ -210,7 +210,7 @@ func (tr *targetRun) idle(ctx context.Context) error {
 		return err
 	}
 	printIdle(tr.out, rs)
-	fmt.Fprintln(tr.out)
+	_, _ = fmt.Fprintln(tr.out)
 	goals := map[string]float64{"ws": 8000, "mqtt": 6000}
 	for _, r := range rs {
 		goal, ok := goals[r.protocol]
@@ -233,7 +233,7 @@ func (tr *targetRun) publish(ctx context.Context) error {
 		return err
 	}
 	printPublish(tr.out, c, rs)
-	fmt.Fprintln(tr.out)
+	_, _ = fmt.Fprintln(tr.out)
 	for _, r := range rs[1:] {
 		ratio := safeDiv(r.rate(), rs[0].rate())
 		tr.add("publishing into Kafka through "+r.via, "≥ 0.7× a direct franz-go producer",

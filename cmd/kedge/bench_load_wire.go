@@ -72,14 +72,14 @@ func wsDial(addr, path string, timeout time.Duration, header string) (net.Conn, 
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + header + "\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
-		nc.Close()
+		_ = nc.Close()
 		return nil, nil, err
 	}
 	buf := make([]byte, 0, 1024)
 	for {
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
 			if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
-				nc.Close()
+				_ = nc.Close()
 				line, _, _ := strings.Cut(string(buf), "\r\n")
 				return nil, nil, fmt.Errorf("websocket upgrade refused: %s", line)
 			}
@@ -87,13 +87,13 @@ func wsDial(addr, path string, timeout time.Duration, header string) (net.Conn, 
 			return nc, append([]byte(nil), buf[i+4:]...), nil
 		}
 		if len(buf) == cap(buf) {
-			nc.Close()
+			_ = nc.Close()
 			return nil, nil, errors.New("websocket handshake response too long")
 		}
 		n, err := nc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			nc.Close()
+			_ = nc.Close()
 			return nil, nil, err
 		}
 	}
@@ -396,17 +396,17 @@ func sseDial(addr, path string, timeout time.Duration) (net.Conn, *bufio.Reader,
 	_ = nc.SetDeadline(time.Now().Add(timeout))
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
-		nc.Close()
+		_ = nc.Close()
 		return nil, nil, err
 	}
 	br := bufio.NewReaderSize(nc, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		nc.Close()
+		_ = nc.Close()
 		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		nc.Close()
+		_ = nc.Close()
 		return nil, nil, fmt.Errorf("event stream refused: %s", resp.Status)
 	}
 	_ = nc.SetDeadline(time.Time{})

@@ -283,7 +283,7 @@ func (w *worker) subject(i int) string { return w.spec.Subjects[i%len(w.spec.Sub
 
 // closeOnDone closes nc when ctx ends, to stop a blocked read.
 func closeOnDone(ctx context.Context, nc net.Conn) func() bool {
-	return context.AfterFunc(ctx, func() { nc.Close() })
+	return context.AfterFunc(ctx, func() { _ = nc.Close() })
 }
 
 func runWSClient(ctx context.Context, w *worker, i int, c *loadClient, up func()) error {
@@ -291,7 +291,7 @@ func runWSClient(ctx context.Context, w *worker, i int, c *loadClient, up func()
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	if _, err := nc.Write(appendClientFrame(nil, wsText, kedgeSubscribe(w.subject(i)))); err != nil {
 		return connectErr(err)
@@ -336,7 +336,7 @@ func runNATSClient(ctx context.Context, w *worker, i int, c *loadClient, up func
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	hello := "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"echo\":false}\r\nSUB " +
 		w.subject(i) + " 1\r\nPING\r\n"
@@ -386,7 +386,7 @@ func runMQTTClient(ctx context.Context, w *worker, i int, c *loadClient, up func
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	hello := append(mqttConnectPacket(fmt.Sprintf("bench-%d-%d", os.Getpid(), i), 0), mqttSubscribePacket(1, w.subject(i), 0)...)
 	if _, err := nc.Write(hello); err != nil {
@@ -427,7 +427,7 @@ func runSSEClient(ctx context.Context, w *worker, i int, c *loadClient, up func(
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	subscribed, message := false, false
 	for {
@@ -506,7 +506,7 @@ func runWSPublisher(ctx context.Context, w *worker, i int, c *loadClient, up fun
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	up()
 	<-w.goCh
@@ -551,7 +551,7 @@ func runMQTTPublisher(ctx context.Context, w *worker, i int, c *loadClient, up f
 	if err != nil {
 		return connectErr(err)
 	}
-	defer nc.Close()
+	defer func() { _ = nc.Close() }()
 	defer closeOnDone(ctx, nc)()
 	if _, err := nc.Write(mqttConnectPacket(fmt.Sprintf("benchpub-%d-%d", os.Getpid(), i), 0)); err != nil {
 		return connectErr(err)

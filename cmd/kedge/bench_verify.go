@@ -56,16 +56,16 @@ func benchVerify(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.keys <= 0 || c.messages%c.keys != 0 {
-		fmt.Fprintf(stderr, "kedge bench verify: --messages (%d) must be a multiple of --keys (%d)\n", c.messages, c.keys)
+		_, _ = fmt.Fprintf(stderr, "kedge bench verify: --messages (%d) must be a multiple of --keys (%d)\n", c.messages, c.keys)
 		return 2
 	}
 	if len(c.pubProtocols) == 0 || c.publishers < len(c.pubProtocols) {
-		fmt.Fprintf(stderr, "kedge bench verify: --publishers (%d) must be at least the number of publish protocols %v\n", c.publishers, c.pubProtocols)
+		_, _ = fmt.Fprintf(stderr, "kedge bench verify: --publishers (%d) must be at least the number of publish protocols %v\n", c.publishers, c.pubProtocols)
 		return 2
 	}
 	res, err := runVerify(context.Background(), c, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge bench verify: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge bench verify: %v\n", err)
 		return 1
 	}
 	res.print(stdout)
@@ -145,7 +145,7 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 		return nil, err
 	}
 	defer stopBenchNodes(nodes)
-	fmt.Fprintf(log, "verify: %d nodes on one Kafka, %d messages over %d keys, %d subscribers per protocol %v, publishing through %v\n",
+	_, _ = fmt.Fprintf(log, "verify: %d nodes on one Kafka, %d messages over %d keys, %d subscribers per protocol %v, publishing through %v\n",
 		len(nodes), c.messages, c.keys, c.perProtocol, c.protocols, c.pubProtocols)
 	for _, proto := range c.pubProtocols {
 		if _, ok := pubDriver(proto); !ok {
@@ -188,7 +188,7 @@ func runVerify(ctx context.Context, c verifyConfig, log io.Writer) (*verifyResul
 	for _, p := range pubs {
 		pubErrs += p.failed.Load()
 	}
-	fmt.Fprintf(log, "verify: published %d messages in %v (%d failed)\n", c.messages, time.Since(start).Round(time.Millisecond), pubErrs)
+	_, _ = fmt.Fprintf(log, "verify: published %d messages in %v (%d failed)\n", c.messages, time.Since(start).Round(time.Millisecond), pubErrs)
 	deadline := time.Now().Add(c.drain)
 	for time.Now().Before(deadline) && !allComplete(tallies, c.messages) {
 		select {
@@ -320,7 +320,7 @@ func runWSSubscriber(ctx context.Context, id int, nodes []*benchNode, topic stri
 			t.record(m.Subject, string(m.Payload))
 		}, client.SubscribeOptions{NoSnapshot: true, OnReset: func(string) { t.resets.Add(1) }})
 		if err != nil {
-			c.Close()
+			_ = c.Close()
 			return err
 		}
 		t.subscribed()
@@ -329,7 +329,7 @@ func runWSSubscriber(ctx context.Context, id int, nodes []*benchNode, topic stri
 		case <-time.After(churn()):
 			t.reconnects.Add(1)
 		}
-		c.Close()
+		_ = c.Close()
 	}
 	return nil
 }
@@ -437,7 +437,7 @@ func (r *verifyResult) ok() bool {
 // print writes one line per protocol, summed over its subscribers.
 func (r *verifyResult) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "protocol\tsubscribers\texpected\tdelivered\tlost\tduplicated\treordered\tresets\treconnects\t")
+	_, _ = fmt.Fprintln(tw, "protocol\tsubscribers\texpected\tdelivered\tlost\tduplicated\treordered\tresets\treconnects\t")
 	byProto := map[string][]*tally{}
 	var order []string
 	for _, t := range r.tallies {
@@ -456,35 +456,35 @@ func (r *verifyResult) print(w io.Writer) {
 			reconn += int(t.reconnects.Load())
 		}
 		expected := r.expected * len(byProto[p])
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", p, len(byProto[p]), expected, delivered,
+		_, _ = fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", p, len(byProto[p]), expected, delivered,
 			expected-delivered, dup, reord, resets, reconn)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	for _, p := range order {
 		if d, ok := driver(p); ok {
-			fmt.Fprintf(w, "  %s reconnects %s\n", p, d.reconnects)
+			_, _ = fmt.Fprintf(w, "  %s reconnects %s\n", p, d.reconnects)
 		}
 	}
 	for _, t := range r.tallies {
 		if missing := t.missing(r.expected, 5); len(missing) > 0 {
-			fmt.Fprintf(w, "%s subscriber missing (first %d): %s\n", t.proto, len(missing), strings.Join(missing, " "))
+			_, _ = fmt.Fprintf(w, "%s subscriber missing (first %d): %s\n", t.proto, len(missing), strings.Join(missing, " "))
 		}
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "publisher\tclients\tkeys\tpublished\tfailed\t")
+	_, _ = fmt.Fprintln(tw, "publisher\tclients\tkeys\tpublished\tfailed\t")
 	for _, p := range r.publishers {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", p.proto, p.publishers, p.keys, p.published.Load(), p.failed.Load())
+		_, _ = fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", p.proto, p.publishers, p.keys, p.published.Load(), p.failed.Load())
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	for _, p := range r.publishers {
 		if p.firstFailure != "" {
-			fmt.Fprintf(w, "%s publisher, first failure: %s\n", p.proto, p.firstFailure)
+			_, _ = fmt.Fprintf(w, "%s publisher, first failure: %s\n", p.proto, p.firstFailure)
 		}
 	}
-	fmt.Fprintf(w, "publish errors: %d\n", r.publishErrors)
+	_, _ = fmt.Fprintf(w, "publish errors: %d\n", r.publishErrors)
 	if r.ok() {
-		fmt.Fprintln(w, "OK: every subscriber got every message exactly once, in per-key order")
+		_, _ = fmt.Fprintln(w, "OK: every subscriber got every message exactly once, in per-key order")
 	} else {
-		fmt.Fprintln(w, "FAILED")
+		_, _ = fmt.Fprintln(w, "FAILED")
 	}
 }

@@ -76,7 +76,7 @@ func readSSEStream(ctx context.Context, hc *http.Client, node *benchNode, topic 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
@@ -185,7 +185,7 @@ func (p *httpPublisher) publish(ctx context.Context, subject string, payload []b
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("publish: %d %s", resp.StatusCode, answer)

@@ -28,7 +28,7 @@ func sub(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "usage: kedge sub [--url URL] SUBJECT...")
+		_, _ = fmt.Fprintln(stderr, "usage: kedge sub [--url URL] SUBJECT...")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -38,23 +38,23 @@ func sub(args []string, stdout, stderr io.Writer) int {
 		if m.Snapshot {
 			mark = " [snapshot]"
 		}
-		fmt.Fprintf(stdout, "%s %s%s %s\n", m.Subject, m.Position, mark, m.Payload)
+		_, _ = fmt.Fprintf(stdout, "%s %s%s %s\n", m.Subject, m.Position, mark, m.Payload)
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := client.Connect(dialCtx, *url, client.Options{
-		OnDisconnect: func(err error) { fmt.Fprintf(stderr, "kedge sub: disconnected (%v); reconnecting\n", err) },
+		OnDisconnect: func(err error) { _, _ = fmt.Fprintf(stderr, "kedge sub: disconnected (%v); reconnecting\n", err) },
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge sub: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge sub: %v\n", err)
 		return 1
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	opts := client.SubscribeOptions{Standard: *standard, NoSnapshot: *noSnapshot,
-		OnReset: func(reason string) { fmt.Fprintf(stderr, "kedge sub: messages were missed: %s\n", reason) }}
+		OnReset: func(reason string) { _, _ = fmt.Fprintf(stderr, "kedge sub: messages were missed: %s\n", reason) }}
 	for _, subject := range fs.Args() {
 		if _, err := c.Subscribe(dialCtx, subject, print, opts); err != nil {
-			fmt.Fprintf(stderr, "kedge sub: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "kedge sub: %v\n", err)
 			return 1
 		}
 	}
@@ -62,7 +62,7 @@ func sub(args []string, stdout, stderr io.Writer) int {
 	case <-ctx.Done():
 		return 0
 	case <-c.Done():
-		fmt.Fprintf(stderr, "kedge sub: %v\n", c.Err())
+		_, _ = fmt.Fprintf(stderr, "kedge sub: %v\n", c.Err())
 		return 1
 	}
 }
@@ -78,23 +78,23 @@ func pub(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 2 {
-		fmt.Fprintln(stderr, "usage: kedge pub [--url URL] SUBJECT PAYLOAD")
+		_, _ = fmt.Fprintln(stderr, "usage: kedge pub [--url URL] SUBJECT PAYLOAD")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	c, err := client.Connect(ctx, *url, client.Options{})
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge pub: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge pub: %v\n", err)
 		return 1
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	pos, err := c.Publish(ctx, fs.Arg(0), []byte(fs.Arg(1)), *headers)
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge pub: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "kedge pub: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ack %s %s\n", fs.Arg(0), pos)
+	_, _ = fmt.Fprintf(stdout, "ack %s %s\n", fs.Arg(0), pos)
 	return 0
 }
 

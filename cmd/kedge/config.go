@@ -57,18 +57,18 @@ func loadConfig(o configs.Options) (*configs.Config, kafka.Options, error) {
 
 func configCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: kedge config check FILE")
+		_, _ = fmt.Fprintln(stderr, "usage: kedge config check FILE")
 		return 2
 	}
 	_, _, err := loadConfig(configs.Options{File: args[1]})
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid configuration:\n", args[1])
+		_, _ = fmt.Fprintf(stderr, "%s: invalid configuration:\n", args[1])
 		for _, line := range strings.Split(joinErrors(err), "\n") {
-			fmt.Fprintf(stderr, "  %s\n", line)
+			_, _ = fmt.Fprintf(stderr, "  %s\n", line)
 		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", args[1])
+	_, _ = fmt.Fprintf(stdout, "%s: ok\n", args[1])
 	return 0
 }
 

@@ -47,7 +47,7 @@ func main() {
 // run dispatches a subcommand and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
@@ -62,13 +62,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		return bench(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "kedge %s (%s, %s/%s)%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, revision())
+		_, _ = fmt.Fprintf(stdout, "kedge %s (%s, %s/%s)%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, revision())
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		_, _ = fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "kedge: unknown command %q\n\n%s", args[0], usage)
+	_, _ = fmt.Fprintf(stderr, "kedge: unknown command %q\n\n%s", args[0], usage)
 	return 2
 }
 

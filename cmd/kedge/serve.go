@@ -37,7 +37,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	cfg, kopts, err := loadConfig(cf.options())
 	if err != nil {
-		fmt.Fprintf(stderr, "kedge: invalid configuration:\n  %s\n", joinErrorsIndented(err))
+		_, _ = fmt.Fprintf(stderr, "kedge: invalid configuration:\n  %s\n", joinErrorsIndented(err))
 		return 2
 	}
 	log := newLogger(cfg, stderr)

@@ -35,7 +35,7 @@ func TestAuthHeaderTokenAndPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &testConn{t: t, h: h, ws: ws}
-	t.Cleanup(func() { ws.Close() })
+	t.Cleanup(func() { _ = ws.Close() })
 	c.subscribe("/demo/+")
 	id := c.send(map[string]any{"op": "subscribe", "subjects": []string{"/other/x"}})
 	if f := c.expect("error", id); f.Code != "forbidden" || f.Subject != "/other/x" {
@@ -59,7 +59,7 @@ func TestAuthHeaderTokenAndPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws2.Close()
+	_ = ws2.Close()
 }
 
 func TestAuthRefusedTokenIs401(t *testing.T) {

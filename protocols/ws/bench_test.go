@@ -121,13 +121,11 @@ func BenchmarkDispatchServerSide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var dcs []*discardConn
 	var cs []*conn
 	for i := 0; i < conns; i++ {
 		dc := &discardConn{}
 		c := &conn{srv: h.srv, out: &writer{nc: dc, limit: 1 << 20, timeout: time.Second, onError: func(error) {}}}
 		cs = append(cs, c)
-		dcs = append(dcs, dc)
 	}
 	var subs []*core.Subscription
 	for _, c := range cs {

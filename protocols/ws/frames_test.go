@@ -74,7 +74,7 @@ func frameServer(t *testing.T, frames ...[]byte) string {
 		if err != nil {
 			return
 		}
-		defer ws.Close()
+		defer func() { _ = ws.Close() }()
 		for _, f := range frames {
 			if _, err := ws.NetConn().Write(f); err != nil {
 				return
@@ -122,8 +122,8 @@ func TestFramesReadByGorilla(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	defer ws.Close()
+	_ = resp.Body.Close()
+	defer func() { _ = ws.Close() }()
 	var pings []string
 	ws.SetPingHandler(func(d string) error { pings = append(pings, d); return nil })
 	_ = ws.SetReadDeadline(time.Now().Add(waitFor))

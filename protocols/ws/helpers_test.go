@@ -324,9 +324,9 @@ func (h *harness) dialWith(d *websocket.Dialer) *testConn {
 	if err != nil {
 		h.t.Fatalf("dial: %v", err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	c := &testConn{t: h.t, h: h, ws: ws}
-	h.t.Cleanup(func() { ws.Close() })
+	h.t.Cleanup(func() { _ = ws.Close() })
 	return c
 }
 
@@ -454,12 +454,14 @@ func (h *harness) rawDial() (net.Conn, *bufio.Reader) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.t.Cleanup(func() { nc.Close() })
+	h.t.Cleanup(func() { _ = nc.Close() })
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
-	fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+	if _, err := fmt.Fprintf(nc, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-		h.ts.Listener.Addr(), base64.StdEncoding.EncodeToString(key))
+		h.ts.Listener.Addr(), base64.StdEncoding.EncodeToString(key)); err != nil {
+		h.t.Fatal(err)
+	}
 	br := bufio.NewReader(nc)
 	_ = nc.SetReadDeadline(time.Now().Add(waitFor))
 	resp, err := http.ReadResponse(br, nil)

@@ -538,7 +538,9 @@ func TestKeepaliveClientThatAnswersStays(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("no pong")
 	}
-	c.ws.Close()
+	if err := c.ws.Close(); err != nil {
+		t.Fatal(err)
+	}
 	<-ended
 }
 
@@ -762,7 +764,9 @@ func TestStatsCounters(t *testing.T) {
 	if st := h.srv.Stats(); st.Connections != 2 || st.Accepted != 2 || st.Subscriptions != 1 || st.Received != 7 {
 		t.Fatalf("Stats %+v", st)
 	}
-	c.ws.Close()
+	if err := c.ws.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, waitFor, "the closed connection to be counted out", func() bool {
 		st := h.srv.Stats()
 		return st.Connections == 1 && st.Subscriptions == 0

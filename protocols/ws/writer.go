@@ -111,7 +111,7 @@ func (w *writer) run() {
 			w.closeNC = false
 			w.mu.Unlock()
 			if closeNC {
-				w.nc.Close()
+				_ = w.nc.Close()
 			}
 			return
 		}
@@ -132,7 +132,7 @@ func (w *writer) run() {
 			w.queue = w.queue[:0]
 			w.writing = false
 			w.mu.Unlock()
-			w.nc.Close()
+			_ = w.nc.Close()
 			w.onError(err)
 			return
 		}

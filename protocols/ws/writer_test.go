@@ -53,8 +53,8 @@ func newPipeWriter(t *testing.T, limit int, timeout time.Duration) *pipeWriter {
 		p.lastMu.Unlock()
 	}}
 	t.Cleanup(func() {
-		client.Close()
-		server.Close()
+		_ = client.Close()
+		_ = server.Close()
 		// The writer goroutine, if any, ends on the closed pipe.
 		eventually(t, waitFor, "the writer goroutine to end", p.idle)
 	})
@@ -198,7 +198,9 @@ func TestWriterFinishIdleWithoutFrame(t *testing.T) {
 
 func TestWriterWriteErrorCallsOnErrorOnce(t *testing.T) {
 	p := newPipeWriter(t, 1<<20, waitFor)
-	p.r.Close() // every write now fails
+	if err := p.r.Close(); err != nil { // every write now fails
+		t.Fatal(err)
+	}
 	for i := 0; i < 3; i++ {
 		p.w.push(testFrame(i, 10), true)
 	}

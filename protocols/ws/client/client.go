@@ -237,7 +237,7 @@ func (c *Client) stop(err error) {
 
 // session serves one connection: resubscribe, flush queued publishes, read.
 func (c *Client) session(conn *websocket.Conn) error {
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	c.mu.Lock()
 	c.conn = conn
 	close(c.ready)
@@ -255,7 +255,8 @@ func (c *Client) session(conn *websocket.Conn) error {
 		c.resubscribe(s)
 	}
 	for _, cl := range queued {
-		c.send(cl)
+		// Cannot fail: c.conn is conn and c.err is nil while the session runs.
+		_ = c.send(cl)
 	}
 	stopClose := context.AfterFunc(c.ctx, func() { c.closeConn(conn) })
 	defer stopClose()

@@ -240,7 +240,7 @@ func connect(t *testing.T, s *server, opts client.Options) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -405,7 +405,9 @@ func TestCallsAfterCloseReturnErrClosed(t *testing.T) {
 	if c.Err() != nil {
 		t.Fatalf("Err() = %v on an open client", c.Err())
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
 	select {
 	case <-c.Done():
 	default:
@@ -420,7 +422,9 @@ func TestCallsAfterCloseReturnErrClosed(t *testing.T) {
 	if _, err := c.Publish(ctx(t), "/demo/k", []byte("x"), nil); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("Publish: %v", err)
 	}
-	c.Close() // twice is harmless
+	if err := c.Close(); err != nil { // twice is harmless
+		t.Fatalf("second Close: %v", err)
+	}
 }
 
 // The heart of the SDK: across server restarts the application's handler
@@ -552,14 +556,14 @@ func TestFatalCloseStops(t *testing.T) {
 			return
 		}
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4502, "unauthorized"), time.Now().Add(time.Second))
-		conn.Close()
+		_ = conn.Close()
 	}))
 	defer ts.Close()
 	c, err := client.Connect(ctx(t), "ws"+strings.TrimPrefix(ts.URL, "http"), client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	select {
 	case <-c.Done():
 	case <-time.After(waitFor):

@@ -23,7 +23,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	got := make(chan client.Message, 1)
 	if _, err := c.Subscribe(ctx, "/demo/+", func(m client.Message) { got <- m }, client.SubscribeOptions{NoSnapshot: true}); err != nil {
@@ -46,7 +46,7 @@ func ExampleClient_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	_, err = c.Publish(ctx, "/demo/+", []byte("wildcards are for subscribing"), nil)
 	var refused *client.Error
@@ -72,7 +72,7 @@ func ExampleSubscribeOptions_onReset() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	reset := make(chan string, 1)
 	_, err = c.Subscribe(ctx, "/demo/state", func(client.Message) {}, client.SubscribeOptions{
