@@ -950,6 +950,33 @@ func TestExposure(t *testing.T) {
 	}
 }
 
+// kedge's own topics (sessions, audit) are hidden from clients whatever
+// exposes them, and listing one is an error that names it.
+func TestExposureHidesOwnTopics(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		topics []string
+		regex  string
+	}{{"every topic", nil, ""}, {"regex", nil, ".*"}, {"list and regex", []string{"demo"}, "sess.*|audit"}} {
+		e, err := NewExposure(tc.topics, tc.regex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Hide("sessions", "", "audit"); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for topic, want := range map[string]bool{"sessions": false, "audit": false, "demo": true} {
+			if got := e.Exposed(topic); got != want {
+				t.Errorf("%s: Exposed(%q) = %v, want %v", tc.name, topic, got, want)
+			}
+		}
+	}
+	e, _ := NewExposure([]string{"demo", "sessions"}, "")
+	if err := e.Hide("sessions"); err == nil || !strings.Contains(err.Error(), `"sessions"`) {
+		t.Errorf("a listed own topic: %v, want an error naming it", err)
+	}
+}
+
 // fakePublisher records publications and answers each one from its own
 // goroutine, as a real producer's callback would.
 type fakePublisher struct {

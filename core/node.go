@@ -110,8 +110,9 @@ func (n *Node) Prepare(ctx context.Context, topic string) {
 
 // Exposure decides which Kafka topics clients may reach.
 type Exposure struct {
-	names map[string]struct{}
-	re    *regexp.Regexp
+	names  map[string]struct{}
+	re     *regexp.Regexp
+	hidden map[string]struct{} // kedge's own topics (Hide)
 }
 
 // NewExposure exposes the listed topics and those matching regex (anchored at
@@ -138,6 +139,26 @@ func NewExposure(topics []string, regex string) (*Exposure, error) {
 	return e, nil
 }
 
+// Hide keeps topics from clients whatever the list and regex say: kedge's
+// own topics (MQTT sessions, audit), whose records a client could read or
+// forge. Naming one in the exposed list is an error; a regex or "every
+// topic" matching one is not (it is only hidden). Call it before use.
+func (e *Exposure) Hide(topics ...string) error {
+	for _, t := range topics {
+		if t == "" {
+			continue
+		}
+		if _, listed := e.names[t]; listed {
+			return fmt.Errorf("topic %q is kedge's own and cannot be exposed to clients", t)
+		}
+		if e.hidden == nil {
+			e.hidden = make(map[string]struct{}, len(topics))
+		}
+		e.hidden[t] = struct{}{}
+	}
+	return nil
+}
+
 // All reports whether every topic is exposed.
 func (e *Exposure) All() bool { return e.names == nil && e.re == nil }
 
@@ -146,6 +167,11 @@ func (e *Exposure) All() bool { return e.names == nil && e.re == nil }
 func (e *Exposure) Exposed(topic string) bool {
 	if strings.HasPrefix(topic, "__") {
 		return false
+	}
+	if e != nil {
+		if _, hidden := e.hidden[topic]; hidden {
+			return false
+		}
 	}
 	if e == nil || e.All() {
 		return true

@@ -160,6 +160,12 @@ func (s *server) start(kopts kafka.Options) error {
 	if err != nil {
 		return fmt.Errorf("kafka.topics: %w", err)
 	}
+	if err := exposure.Hide(cfg.MQTT.SessionsTopic); err != nil {
+		return fmt.Errorf("kafka.topics names mqtt.sessions.topic: %w", err)
+	}
+	if err := exposure.Hide(cfg.Audit.KafkaTopic); err != nil {
+		return fmt.Errorf("kafka.topics names audit.kafka.topic: %w", err)
+	}
 	if len(kopts.Brokers) == 0 {
 		if err := s.startEmbedded(); err != nil {
 			return err
