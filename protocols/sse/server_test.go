@@ -293,11 +293,13 @@ func TestStreamBadRequests(t *testing.T) {
 }
 
 // A guaranteed stream that does not read is ended as a slow consumer, the
-// others keep theirs; a standard stream drops and counts instead.
+// others keep theirs; a standard stream drops and counts instead. (A
+// standard stream that reads nothing at all is still ended by the write
+// timeout, as a dead client: only its slow-consumer close is checked.)
 func TestStreamSlowConsumer(t *testing.T) {
 	e := newEnv(t, Config{WriteQueueSize: 64 << 10, WriteTimeout: 300 * time.Millisecond}, 1)
 	addr := strings.TrimPrefix(e.http.URL, "http://")
-	rawConn(t, addr, "/v1/sse?subject=/demo/big")
+	guaranteed := rawConn(t, addr, "/v1/sse?subject=/demo/big")
 	rawConn(t, addr, "/v1/sse?subject=/demo/big&mode=standard")
 	fast := e.openStream("subject=/demo/big", "")
 	fast.expect("ready")
@@ -315,11 +317,32 @@ func TestStreamSlowConsumer(t *testing.T) {
 		fast.next()
 		return e.srv.Stats().Dropped > 0
 	})
-	eventually(t, waitFor, "the slow guaranteed stream to end", func() bool { return e.srv.Stats().Connections == 2 })
+	// The slow guaranteed stream ends: what was queued, the error event
+	// naming the reason, then the end of the chunked response.
+	_ = guaranteed.SetReadDeadline(time.Now().Add(waitFor))
+	var rest []byte
+	buf := make([]byte, 64<<10)
+	for !strings.Contains(string(tail(rest, 4096)), "slow_consumer") || !strings.HasSuffix(string(rest), "\r\n0\r\n\r\n") {
+		n, err := guaranteed.Read(buf)
+		rest = append(rest, buf[:n]...)
+		if err != nil {
+			t.Fatalf("the slow guaranteed stream did not end with an error event naming the reason: %v (last bytes %q)", err, tail(rest, 300))
+		}
+	}
+	if !strings.Contains(string(tail(rest, 4096)), "event: error") {
+		t.Fatalf("no error event at the end (last bytes %q)", tail(rest, 300))
+	}
 	if s := e.srv.Stats(); s.SlowClosed != 1 {
-		t.Fatalf("stats %+v: want one slow close (the standard stream stays)", s)
+		t.Fatalf("stats %+v: want one slow close (the standard stream drops instead)", s)
+	}
+	// The fast stream keeps going.
+	e.dispatch("big", 0, "after")
+	if ev := fast.next(); !strings.Contains(ev.data, "after") {
+		t.Fatalf("the fast stream got %+v", ev)
 	}
 }
+
+func tail(b []byte, n int) []byte { return b[max(0, len(b)-n):] }
 
 // A slow guaranteed stream ends with an error event naming the reason, and
 // no id, so the client resumes from the last event it got.
