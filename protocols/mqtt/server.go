@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
 	"github.com/kedgehq/kedge/internal/certfile"
+	"github.com/kedgehq/kedge/protocols/internal/admit"
 )
 
 // Config tunes the MQTT server. The zero value of a field means its
@@ -265,19 +265,8 @@ func (s *Server) Certificate() *certfile.Reloader { return s.cert }
 // page's origin (403 origin_not_allowed) and the connection limits (503
 // server_full, 429 too_many_connections), with JSON bodies as on /v1/ws.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.Origins.AllowedRequest(r) {
-		s.node.Limited(core.LimitOrigin, auth.ProtocolMQTT)
-		refuseHTTP(w, http.StatusForbidden, "origin_not_allowed",
-			fmt.Sprintf("origin %q is not in http.cors.allowed.origins", r.Header.Get("Origin")))
-		return
-	}
-	release, err := s.node.Admit(auth.ProtocolMQTT, r.RemoteAddr)
-	if err != nil {
-		status := http.StatusTooManyRequests
-		if errors.Is(err, core.ErrServerFull) {
-			status = http.StatusServiceUnavailable
-		}
-		refuseHTTP(w, status, core.Code(err), err.Error())
+	release, ok := admit.Upgrade(w, r, s.node, s.cfg.Origins, auth.ProtocolMQTT)
+	if !ok {
 		return
 	}
 	defer release()
@@ -303,16 +292,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	s.serveConn(listenerWS, nc, nil)
-}
-
-// refuseHTTP answers an MQTT over WebSocket upgrade that is refused.
-func refuseHTTP(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	if status != http.StatusForbidden {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 }
 
 // limitCode is the CONNACK refusal of a connection a limit refused: 0x89

@@ -2,9 +2,6 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/kedgehq/kedge/auth"
 	"github.com/kedgehq/kedge/core"
+	"github.com/kedgehq/kedge/protocols/internal/admit"
 )
 
 // Config tunes the WebSocket endpoint. The zero value of a field means its default.
@@ -124,15 +122,8 @@ func NewServer(node *core.Node, cfg Config) *Server {
 // the connection limits (503 server_full, 429 too_many_connections) and
 // the request's credentials (401).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.Origins.AllowedRequest(r) {
-		s.node.Limited(core.LimitOrigin, auth.ProtocolWS)
-		refuse(w, http.StatusForbidden, "origin_not_allowed",
-			fmt.Sprintf("origin %q is not in http.cors.allowed.origins", r.Header.Get("Origin")))
-		return
-	}
-	release, err := s.node.Admit(auth.ProtocolWS, r.RemoteAddr)
-	if err != nil {
-		refuseLimited(w, err)
+	release, ok := admit.Upgrade(w, r, s.node, s.cfg.Origins, auth.ProtocolWS)
+	if !ok {
 		return
 	}
 	sess, answered := s.authenticateRequest(w, r)
@@ -181,27 +172,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and write buffers, the request, a deep stack), which would otherwise
 	// stay with every idle connection for its whole life.
 	go c.serve()
-}
-
-// refuse answers a request that is not upgraded with a JSON error.
-func refuse(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
-}
-
-// refuseLimited answers a connection refused by a limit: 503 server_full
-// (the node is full: another node may take it) or 429 too_many_connections
-// (this client's address holds too many).
-func refuseLimited(w http.ResponseWriter, err error) {
-	status := http.StatusTooManyRequests
-	if errors.Is(err, core.ErrServerFull) {
-		status = http.StatusServiceUnavailable
-	}
-	refuse(w, status, core.Code(err), err.Error())
 }
 
 func (s *Server) track(c *conn) bool {
