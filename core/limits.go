@@ -276,6 +276,15 @@ func newBucket(rate float64, burst int, now time.Time) *Bucket {
 	return &Bucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
 }
 
+// refill adds the tokens earned since the last call, up to the burst.
+// b.mu is held.
+func (b *Bucket) refill(now time.Time) {
+	if dt := now.Sub(b.last); dt > 0 {
+		b.tokens = min(b.burst, b.tokens+dt.Seconds()*b.rate)
+		b.last = now
+	}
+}
+
 // take takes a token at now: 0 when one was there, else the time until
 // one will be (never 0).
 func (b *Bucket) take(now time.Time) time.Duration {
@@ -284,10 +293,7 @@ func (b *Bucket) take(now time.Time) time.Duration {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens = min(b.burst, b.tokens+dt.Seconds()*b.rate)
-		b.last = now
-	}
+	b.refill(now)
 	if b.tokens >= 1 {
 		b.tokens--
 		return 0
@@ -304,10 +310,7 @@ func (b *Bucket) reserve(now time.Time) time.Duration {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens = min(b.burst, b.tokens+dt.Seconds()*b.rate)
-		b.last = now
-	}
+	b.refill(now)
 	b.tokens--
 	if b.tokens >= 0 {
 		return 0
