@@ -8,15 +8,13 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// A client that acknowledges a delivery, sends DISCONNECT and closes its
-// connection with data still unread (which resets the connection) has
-// acknowledged and disconnected, even when kedge's writer meets the reset
-// before the read loop has read those packets: the PUBACK is not lost (the
-// message is not sent again on the next connection) and the disconnect is
-// a normal one (no will). The read loop is made to lag behind by a publish
-// waiting for Kafka (an MQTT 3.1.1 client's publishes past
-// mqtt.max.inflight stop reading).
-func TestPacketsBeforeResetAreRead(t *testing.T) {
+// laggingReader connects a persistent MQTT 3.1.1 session "dev" with a will,
+// delivers it m1 (returned, not acknowledged), and leaves its read loop
+// waiting for Kafka: three QoS 1 publishes with a window of two, Kafka
+// holding its answers (h.kafka.release lets go). What the client sends
+// next waits unread.
+func laggingReader(t *testing.T) (*harness, *client, packets.Packet) {
+	t.Helper()
 	h := newHarness(t, Config{MaxInflight: 2})
 	c := dial(t, h.addr, 4)
 	c.mustConnect("dev", false, withWill("demo/status", "gone", 0))
@@ -33,6 +31,19 @@ func TestPacketsBeforeResetAreRead(t *testing.T) {
 	waitFor(t, 5*time.Second, "the read loop to wait for Kafka", func() bool {
 		return h.srv.Stats().Received == 3
 	})
+	return h, c, m1
+}
+
+// A client that acknowledges a delivery, sends DISCONNECT and closes its
+// connection with data still unread (which resets the connection) has
+// acknowledged and disconnected, even when kedge's writer meets the reset
+// before the read loop has read those packets: the PUBACK is not lost (the
+// message is not sent again on the next connection) and the disconnect is
+// a normal one (no will). The read loop is made to lag behind by a publish
+// waiting for Kafka (an MQTT 3.1.1 client's publishes past
+// mqtt.max.inflight stop reading).
+func TestPacketsBeforeResetAreRead(t *testing.T) {
+	h, c, m1 := laggingReader(t)
 	c.puback(m1.PacketID)
 	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 	_ = c.nc.(*net.TCPConn).SetLinger(0)
@@ -67,22 +78,7 @@ func TestPacketsBeforeResetAreRead(t *testing.T) {
 // sent again, and the will is not published. The old connection's read
 // loop is made to lag behind by a publish waiting for Kafka.
 func TestTakeoverReadsTheOldConnectionFirst(t *testing.T) {
-	h := newHarness(t, Config{MaxInflight: 2})
-	c := dial(t, h.addr, 4)
-	c.mustConnect("dev", false, withWill("demo/status", "gone", 0))
-	c.subscribe(1, sub("demo/+", 1))
-	h.kafka.dispatch("/demo/k1", "m1")
-	m1 := c.message("demo/k1", "m1")
-
-	h.kafka.mu.Lock()
-	h.kafka.hold = true
-	h.kafka.mu.Unlock()
-	for i, p := range []string{"p1", "p2", "p3"} { // the third waits for a slot: reading stops
-		c.publish("other/x", p, 1, uint16(100+i))
-	}
-	waitFor(t, 5*time.Second, "the read loop to wait for Kafka", func() bool {
-		return h.srv.Stats().Received == 3
-	})
+	h, c, m1 := laggingReader(t)
 	c.puback(m1.PacketID)
 	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 	_ = c.nc.Close()
@@ -110,22 +106,7 @@ func TestTakeoverReadsTheOldConnectionFirst(t *testing.T) {
 // PINGRESP of a PINGREQ the client sent before its PUBACK): mochi ends its
 // read loop on a failed write, which must not discard the packets after it.
 func TestPacketsAfterFailedPingrespAreRead(t *testing.T) {
-	h := newHarness(t, Config{MaxInflight: 2})
-	c := dial(t, h.addr, 4)
-	c.mustConnect("dev", false, withWill("demo/status", "gone", 0))
-	c.subscribe(1, sub("demo/+", 1))
-	h.kafka.dispatch("/demo/k1", "m1")
-	m1 := c.message("demo/k1", "m1")
-
-	h.kafka.mu.Lock()
-	h.kafka.hold = true
-	h.kafka.mu.Unlock()
-	for i, p := range []string{"p1", "p2", "p3"} { // the third waits for a slot: reading stops
-		c.publish("other/x", p, 1, uint16(100+i))
-	}
-	waitFor(t, 5*time.Second, "the read loop to wait for Kafka", func() bool {
-		return h.srv.Stats().Received == 3
-	})
+	h, c, m1 := laggingReader(t)
 	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
 	c.puback(m1.PacketID)
 	c.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
