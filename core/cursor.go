@@ -49,6 +49,17 @@ func (c Cursor) String() string {
 	return string(b)
 }
 
+// FromStart returns the cursor of c's epoch and partitions that has nothing
+// of them yet (offset -1 each): the resume point of a subscription made
+// before its topic existed, once the topic is known (c its frontier).
+func (c Cursor) FromStart() Cursor {
+	s := Cursor{Epoch: c.Epoch, Offsets: make(map[int32]int64, len(c.Offsets))}
+	for p := range c.Offsets {
+		s.Offsets[p] = -1
+	}
+	return s
+}
+
 // Advance records that the client now has m (a later message of its topic).
 func (c *Cursor) Advance(p Position) {
 	if c.Offsets == nil || c.Epoch != p.Epoch {

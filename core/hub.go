@@ -140,10 +140,7 @@ func (h *Hub) Subscribe(s Subscriber, f Filter, opts SubscribeOptions) *Subscrip
 		// The topic did not exist when the client subscribed: everything in
 		// it now is after that, from each partition's start.
 		if front, ok := h.Frontier(f.Topic); ok {
-			since := Cursor{Epoch: front.Epoch, Offsets: make(map[int32]int64, len(front.Offsets))}
-			for p := range front.Offsets {
-				since.Offsets[p] = -1
-			}
+			since := front.FromStart()
 			opts.Since = &since
 		} else {
 			opts.Since = nil // it still does not exist: a plain subscription

@@ -199,20 +199,11 @@ func (ss *session) advanceLocked(t *subscription, p core.Position) {
 		// Subscribed before the topic was known here: everything of the
 		// topic is after the subscription.
 		if front, ok := ss.srv.node.Hub.Frontier(t.topic); ok && front.Epoch == p.Epoch {
-			t.have = fromStart(front)
+			t.have = front.FromStart()
 		}
 	}
 	t.have.Advance(p)
 	ss.markLocked(false)
-}
-
-// fromStart is the cursor of every partition of front from its start.
-func fromStart(front core.Cursor) core.Cursor {
-	c := core.Cursor{Epoch: front.Epoch, Offsets: make(map[int32]int64, len(front.Offsets))}
-	for p := range front.Offsets {
-		c.Offsets[p] = -1
-	}
-	return c
 }
 
 // startOf is the cursor a subscription starts from: its topic's frontier
@@ -470,7 +461,7 @@ func (s *Server) restore(c *conn, ss *session, sr *sessionRecord) {
 		since, err := core.ParseCursor(rs.Cursor)
 		if err == nil && since.New {
 			if front, ok := s.node.Hub.Frontier(filter.Topic); ok {
-				since = fromStart(front)
+				since = front.FromStart()
 			}
 		}
 		if err == nil && !since.New {

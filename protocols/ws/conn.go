@@ -365,10 +365,7 @@ func (c *conn) resolveNew(f core.Filter) *core.Cursor {
 		still := core.NewTopicCursor
 		return &still
 	}
-	from := core.Cursor{Epoch: front.Epoch, Offsets: make(map[int32]int64, len(front.Offsets))}
-	for p := range front.Offsets {
-		from.Offsets[p] = -1
-	}
+	from := front.FromStart()
 	c.out.push(cursorFrame(f.Name, from.String()), false)
 	return &from
 }
