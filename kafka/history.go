@@ -37,8 +37,7 @@ func (h *History) Read(ctx context.Context, q core.HistoryQuery) ([]*core.Messag
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	opts := append(append([]kgo.Opt{kgo.SeedBrokers(h.opts.Brokers...)}, h.opts.Common...), h.opts.Consumer...)
-	opts = append(opts,
+	opts := h.opts.consumerOpts(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{q.Topic: {q.Partition: kgo.NewOffset().At(q.From)}}),
 		// Out of range means retention removed the start: report it, do not skip.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),

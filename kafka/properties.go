@@ -38,6 +38,17 @@ type Options struct {
 	MetadataMaxAge time.Duration
 }
 
+// consumerOpts is a consumer client's options: the seeds, the properties'
+// common and consumer options, then extra (which win over them).
+func (o Options) consumerOpts(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.Common, o.Consumer, extra)
+}
+
+// producerOpts is consumerOpts for a producer client.
+func (o Options) producerOpts(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.Common, o.Producer, extra)
+}
+
 // Defaults kedge uses where Kafka's own would not suit an edge server.
 const (
 	DefaultDeliveryTimeout = 15 * time.Second
@@ -346,12 +357,10 @@ func (o Options) addedSince(before Options) Options {
 // the options, so that every value franz-go would refuse at start is
 // reported by `kedge config check` too. Building a client does not connect.
 func (o Options) validate() error {
-	seeds := o.Brokers
-	if len(seeds) == 0 {
-		seeds = []string{"127.0.0.1:9092"} // a placeholder: nothing is dialled
+	if len(o.Brokers) == 0 {
+		o.Brokers = []string{"127.0.0.1:9092"} // a placeholder: nothing is dialled
 	}
-	for _, extra := range [][]kgo.Opt{o.Producer, o.Consumer} {
-		opts := append(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, o.Common...), extra...)
+	for _, opts := range [][]kgo.Opt{o.producerOpts(), o.consumerOpts()} {
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return fmt.Errorf("franz-go refuses it: %w", err)

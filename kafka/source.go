@@ -106,8 +106,7 @@ func NewSource(cfg SourceConfig, out Dispatcher) (*Source, error) {
 		refresh: make(chan chan error),
 	}
 	for range cfg.Consumers {
-		opts := append(append([]kgo.Opt{kgo.SeedBrokers(cfg.Options.Brokers...)}, cfg.Options.Common...), cfg.Options.Consumer...)
-		cl, err := kgo.NewClient(opts...)
+		cl, err := kgo.NewClient(cfg.Options.consumerOpts()...)
 		if err != nil {
 			s.closeClients()
 			return nil, fmt.Errorf("kafka consumer: %w", err)

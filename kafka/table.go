@@ -104,19 +104,16 @@ func NewTable(opts Options, cfg TableConfig) (*Table, error) {
 	}
 	t := &Table{cfg: cfg, log: cfg.Logger, entries: make(map[string]*list.Element),
 		next: make(map[int32]int64), moved: make(chan struct{})}
-	seed := []kgo.Opt{kgo.SeedBrokers(opts.Brokers...)}
-	cons := append(append(append([]kgo.Opt{}, seed...), opts.Common...), opts.Consumer...)
 	// A short fetch wait: franz-go may send a fetch before it knows where
 	// to start a partition, and the broker holds that request for the whole
 	// wait; a catch-up (bounded by seconds) must not sit behind it.
-	cons = append(cons, kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cons := opts.consumerOpts(kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(tableFetchWait))
 	var err error
 	if t.cons, err = kgo.NewClient(cons...); err != nil {
 		return nil, fmt.Errorf("kafka table %s: %w", cfg.Topic, err)
 	}
-	prod := append(append(append([]kgo.Opt{}, seed...), opts.Common...), opts.Producer...)
-	prod = append(prod, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
+	prod := opts.producerOpts(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
 		kgo.ProduceRequestTimeout(min(opts.DeliveryTimeout, 10*time.Second)))
 	if t.prod, err = kgo.NewClient(prod...); err != nil {
 		t.cons.Close()
