@@ -112,16 +112,23 @@ func newHarness(t *testing.T, cfg Config, topics ...string) *harness {
 // newAuthHarness is a harness whose node authenticates with a.
 func newAuthHarness(t *testing.T, cfg Config, a *auth.Auth, topics ...string) *harness {
 	t.Helper()
-	hub := core.NewHub(core.CacheConfig{})
-	k := &fakeKafka{hub: hub, offsets: map[string]int64{}}
 	exp, err := core.NewExposure(topics, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startHarness(t, cfg, &core.Node{Hub: core.NewHub(core.CacheConfig{}), Exposure: exp, Auth: a})
+}
+
+// startHarness serves node (its Publisher a fakeKafka on its Hub) with cfg,
+// on a random loopback port unless cfg says otherwise, until the test ends.
+func startHarness(t *testing.T, cfg Config, node *core.Node) *harness {
+	t.Helper()
+	k := &fakeKafka{hub: node.Hub, offsets: map[string]int64{}}
+	node.Publisher = k
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	srv, err := NewServer(&core.Node{Hub: hub, Publisher: k, Exposure: exp, Auth: a}, cfg)
+	srv, err := NewServer(node, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

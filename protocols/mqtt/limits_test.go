@@ -30,20 +30,9 @@ import (
 // before the listener starts, since a connection reads them on accept.
 func newLimitHarness(t *testing.T, cfg Config, limits core.LimitsConfig) (*harness, *core.Limits) {
 	t.Helper()
-	hub := core.NewHub(core.CacheConfig{})
-	k := &fakeKafka{hub: hub, offsets: map[string]int64{}}
 	l := core.NewLimits(limits)
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := NewServer(&core.Node{Hub: hub, Publisher: k, Limits: l}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, srv: srv, kafka: k, addr: srv.Addr().String()}
-	t.Cleanup(h.stop)
-	return h, l
+	return startHarness(t, cfg, &core.Node{Hub: core.NewHub(core.CacheConfig{}), Limits: l}), l
 }
 
 // A connection past a limit is answered with CONNACK: 0x97 quota exceeded

@@ -147,22 +147,12 @@ func newTwoNodes(t *testing.T, a *auth.Auth) *twoNodes {
 	for i := range tn.nodes {
 		hub := core.NewHub(core.CacheConfig{})
 		hub.Begin("demo", 1, 0, 0)
-		k := &fakeKafka{hub: hub, offsets: map[string]int64{}}
 		exp, err := core.NewExposure(nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := NewServer(&core.Node{Hub: hub, Publisher: k, Exposure: exp, Auth: a},
-			Config{Listen: "127.0.0.1:0", Sessions: memView{tn.store}, NodeName: fmt.Sprint("node", i+1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		h := &harness{t: t, srv: srv, kafka: k, addr: srv.Addr().String()}
-		t.Cleanup(h.stop)
-		tn.nodes[i] = h
+		tn.nodes[i] = startHarness(t, Config{Sessions: memView{tn.store}, NodeName: fmt.Sprint("node", i+1)},
+			&core.Node{Hub: hub, Exposure: exp, Auth: a})
 	}
 	return tn
 }
