@@ -335,23 +335,6 @@ func sorted(s []string) []string {
 	return out
 }
 
-func postJSONAuth(t *testing.T, rawURL, tok, body string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", rawURL, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("POST %s: %d %q is not JSON", rawURL, resp.StatusCode, b)
-	}
-	return resp.StatusCode, m
-}
-
 // An expired token disconnects its connection within a second of expiry on
 // every protocol that holds connections: WebSocket (close 4502), SSE (an
 // error event, unauthorized), MQTT 5 (DISCONNECT 0x87) and MQTT 3.1.1

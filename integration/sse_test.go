@@ -265,7 +265,22 @@ func sseLines(s, substr string) string {
 
 func postJSON(t *testing.T, rawURL, body string) (int, map[string]any) {
 	t.Helper()
-	resp, err := httpClient.Post(rawURL, "application/json", strings.NewReader(body))
+	return postJSONAuth(t, rawURL, "", body)
+}
+
+// postJSONAuth POSTs a JSON body, with a bearer token unless tok is empty,
+// and returns the status and the JSON answer.
+func postJSONAuth(t *testing.T, rawURL, tok, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("POST", rawURL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
