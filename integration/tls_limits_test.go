@@ -2,22 +2,17 @@ package integration
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kedgehq/kedge/internal/testcert"
 
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
@@ -30,25 +25,11 @@ import (
 // and its key; rename puts them in place the way certificate managers do.
 func writeCertPair(t *testing.T, dir, name string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, keyPEM := testcert.PEM(t, name)
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for path, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "PRIVATE KEY", Bytes: kb}} {
+	for path, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -56,17 +37,6 @@ func writeCertPair(t *testing.T, dir, name string) (certFile, keyFile string) {
 		}
 	}
 	return certFile, keyFile
-}
-
-// servedName returns the common name of the certificate served at addr.
-func servedName(t *testing.T, addr string) string {
-	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test reads the certificate
-	if err != nil {
-		t.Fatalf("TLS dial %s: %v", addr, err)
-	}
-	defer func() { _ = c.Close() }()
-	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
 
 // TLS on every listener: HTTPS (SSE, HTTP publish), WSS, MQTT over TLS and
@@ -127,13 +97,13 @@ func TestTLSListenersReloadCertificates(t *testing.T) {
 		t.Fatalf("MQTT over WSS: %v", tk.Error())
 	}
 	defer mqws.Disconnect(0)
-	if servedName(t, n.HTTP) != "first" || servedName(t, n.MQTT) != "first" {
+	if testcert.Served(t, n.HTTP) != "first" || testcert.Served(t, n.MQTT) != "first" {
 		t.Fatal("not serving the configured certificate")
 	}
 
 	writeCertPair(t, dir, "second")
 	waitFor(t, 10*time.Second, "the rotated certificate on both listeners", func() bool {
-		return servedName(t, n.HTTP) == "second" && servedName(t, n.MQTT) == "second"
+		return testcert.Served(t, n.HTTP) == "second" && testcert.Served(t, n.MQTT) == "second"
 	})
 	// The connections made before go on, over every transport.
 	status, body := postJSONClient(t, hc, "https://"+n.HTTP+"/v1/publish", `{"subject":"/tls/k","payload":"after rotation"}`)

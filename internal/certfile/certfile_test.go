@@ -1,72 +1,20 @@
 package certfile
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kedgehq/kedge/internal/testcert"
+
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// writePair writes a self-signed certificate for 127.0.0.1 with the given
-// common name, and its key, to certFile and keyFile.
-func writePair(t *testing.T, certFile, keyFile, name string) {
-	t.Helper()
-	certPEM, keyPEM := newPair(t, name)
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// newPair returns a PEM certificate for 127.0.0.1 named name, and its key.
-func newPair(t *testing.T, name string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-// served returns the common name of the certificate a TLS listener serves.
-func served(t *testing.T, addr string) string {
-	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test reads the certificate
-	if err != nil {
-		t.Fatalf("TLS dial: %v", err)
-	}
-	defer func() { _ = c.Close() }()
-	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
-}
 
 // serveTLS accepts TLS connections with cfg until the test ends, completing
 // each handshake.
@@ -96,7 +44,7 @@ func waitServed(t *testing.T, addr, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := served(t, addr)
+		got := testcert.Served(t, addr)
 		if got == want {
 			return
 		}
@@ -110,17 +58,17 @@ func waitServed(t *testing.T, addr, want string) {
 func TestReloadWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
 	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePair(t, cf, kf, "first")
+	testcert.Write(t, cf, kf, "first")
 	r, err := New("test", cf, kf, Options{CheckInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := serveTLS(t, r.Config())
-	if got := served(t, addr); got != "first" {
+	if got := testcert.Served(t, addr); got != "first" {
 		t.Fatalf("serves %q", got)
 	}
 
-	writePair(t, cf, kf, "second")
+	testcert.Write(t, cf, kf, "second")
 	waitServed(t, addr, "second")
 	if st := r.Stats(); st.Reloads != 1 || st.NotAfter.IsZero() {
 		t.Fatalf("stats %+v", st)
@@ -135,13 +83,13 @@ func TestReloadWithoutRestart(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the broken key was never noticed")
 		}
-		if got := served(t, addr); got != "second" {
+		if got := testcert.Served(t, addr); got != "second" {
 			t.Fatalf("serves %q with a broken key file", got)
 		}
 	}
 	// A rename over the files (how certificate managers replace them).
 	tmpC, tmpK := filepath.Join(dir, "c.tmp"), filepath.Join(dir, "k.tmp")
-	writePair(t, tmpC, tmpK, "third")
+	testcert.Write(t, tmpC, tmpK, "third")
 	if err := os.Rename(tmpC, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -156,12 +104,12 @@ func TestReloadWithoutRestart(t *testing.T) {
 func TestReloadCertificateBeforeKey(t *testing.T) {
 	dir := t.TempDir()
 	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePair(t, cf, kf, "old")
+	testcert.Write(t, cf, kf, "old")
 	r, err := New("test", cf, kf, Options{CheckInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM := newPair(t, "new")
+	certPEM, keyPEM := testcert.PEM(t, "new")
 	if err := os.WriteFile(cf, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +138,7 @@ func TestReloadCertificateBeforeKey(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	dir := t.TempDir()
 	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePair(t, cf, kf, "x")
+	testcert.Write(t, cf, kf, "x")
 	for _, c := range []struct{ cert, key, want string }{
 		{cf, "", "both a certificate file and a key file"},
 		{filepath.Join(dir, "missing.pem"), kf, "http TLS certificate: stat"},

@@ -2,22 +2,15 @@ package mqtt
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kedgehq/kedge/internal/testcert"
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -177,39 +170,12 @@ func TestWebSocketOriginAndLimits(t *testing.T) {
 	waitFor(t, 5*time.Second, "the connection's slot", func() bool { return limits.Open() == 0 })
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 named name, and
-// its key, over certFile and keyFile.
-func writeCert(t *testing.T, certFile, keyFile, name string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A new certificate written over the files is served to the next clients
 // without a restart; the connected ones go on.
 func TestTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := dir+"/cert.pem", dir+"/key.pem"
-	writeCert(t, certFile, keyFile, "before")
+	testcert.Write(t, certFile, keyFile, "before")
 	h := newHarness(t, Config{TLSCertFile: certFile, TLSKeyFile: keyFile})
 	served := func() (string, *tls.Conn) {
 		t.Helper()
@@ -228,7 +194,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	old.mustConnect("old", true)
 	old.subscribe(1, sub("demo/k1", 0))
 
-	writeCert(t, certFile, keyFile, "after")
+	testcert.Write(t, certFile, keyFile, "after")
 	waitFor(t, 10*time.Second, "the new certificate to be served", func() bool {
 		name, _ := served()
 		return name == "after"
