@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"fmt"
+
+	"github.com/gorilla/websocket"
 )
 
 // Error is an error frame from kedge: Code is from the protocol's stable
@@ -36,11 +38,8 @@ func (e *CloseError) Error() string {
 // the read limit (the same as 4501): sending it again would fail again. The
 // TypeScript client decides alike.
 func (e *CloseError) Reconnect() bool {
-	return e.Code < 4500 && e.Code != closeMessageTooBig
+	return e.Code < 4500 && e.Code != websocket.CloseMessageTooBig
 }
-
-// closeMessageTooBig is RFC 6455's 1009.
-const closeMessageTooBig = 1009
 
 // Sentinel errors.
 var (
